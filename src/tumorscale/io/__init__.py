@@ -1,0 +1,24 @@
+"""Volumes and I/O: NIfTI (nibabel) and DICOM (SimpleITK), validated, canonical RAS, atomic writes."""
+
+from tumorscale.io.atomic import atomic_path, write_bytes_atomic, write_text_atomic
+from tumorscale.io.dicom import read_dicom_series
+from tumorscale.io.grids import check_same_grid
+from tumorscale.io.nifti import read_geometry, read_nifti, validate_values, write_nifti
+from tumorscale.io.volume import GRID_TOLERANCE, Geometry, Volume, affines_match, spacing_of
+
+__all__ = [
+    "GRID_TOLERANCE",
+    "Geometry",
+    "Volume",
+    "affines_match",
+    "atomic_path",
+    "check_same_grid",
+    "read_dicom_series",
+    "read_geometry",
+    "read_nifti",
+    "spacing_of",
+    "validate_values",
+    "write_bytes_atomic",
+    "write_nifti",
+    "write_text_atomic",
+]
