@@ -9,8 +9,10 @@ CACHE_ENV = "TUMORSCALE_CACHE_DIR"
 
 
 def cache_dir(*parts: str) -> Path:
-    """The cache folder (created if needed): `$TUMORSCALE_CACHE_DIR`, else `$XDG_CACHE_HOME/tumorscale`,
-    else `~/.cache/tumorscale`; `parts` name a sub-folder."""
+    """The cache folder (created if needed), with `parts` naming a sub-folder.
+
+    `$TUMORSCALE_CACHE_DIR`, else `$XDG_CACHE_HOME/tumorscale`, else `~/.cache/tumorscale`.
+    """
     root = os.environ.get(CACHE_ENV)
     if root:
         base = Path(root)

@@ -14,7 +14,7 @@ from enum import Enum
 
 @dataclass(frozen=True)
 class Organ:
-    """A tumor organ: its canonical name, the mask files that make it up, and lesion-name prefixes."""
+    """A tumor organ: its name, the mask files that make it up, and its lesion-name prefixes."""
 
     name: str
     # Either one whole-organ file or the union of its parts (kidney = left ∪ right).
@@ -39,16 +39,28 @@ ORGANS: dict[str, Organ] = {
             mask_files=("pancreas",),
             mask_part_files=(),
             lesion_prefixes=("pancreas", "pancreatic"),
-            lesion_extra_names=("pancreatic_pdac", "pancreatic_pnet", "pancreas_pdac", "pancreas_pnet"),
+            lesion_extra_names=(
+                "pancreatic_pdac",
+                "pancreatic_pnet",
+                "pancreas_pdac",
+                "pancreas_pnet",
+            ),
         ),
-        Organ("liver", mask_files=("liver",), mask_part_files=(), lesion_prefixes=("liver", "hepatic")),
+        Organ(
+            "liver", mask_files=("liver",), mask_part_files=(), lesion_prefixes=("liver", "hepatic")
+        ),
         Organ(
             "kidney",
             mask_files=("kidney",),
             mask_part_files=("kidney_left", "kidney_right"),
             lesion_prefixes=("kidney", "renal", "kidney_left", "kidney_right"),
         ),
-        Organ("colon", mask_files=("colon",), mask_part_files=(), lesion_prefixes=("colon", "colorectal")),
+        Organ(
+            "colon",
+            mask_files=("colon",),
+            mask_part_files=(),
+            lesion_prefixes=("colon", "colorectal"),
+        ),
         Organ(
             "esophagus",
             mask_files=("esophagus",),
@@ -70,10 +82,26 @@ TUMOR_ORGANS: tuple[str, ...] = tuple(ORGANS)
 # recognised organ masks, not "unknown files".
 OTHER_STRUCTURES: frozenset[str] = frozenset(
     {
-        "aorta", "gall_bladder", "postcava", "spleen", "stomach", "adrenal_gland_left",
-        "adrenal_gland_right", "bladder", "celiac_trunk", "duodenum", "femur_left", "femur_right",
-        "hepatic_vessel", "intestine", "lung_left", "lung_right", "portal_vein_and_splenic_vein",
-        "prostate", "rectum", "combined_labels",
+        "aorta",
+        "gall_bladder",
+        "postcava",
+        "spleen",
+        "stomach",
+        "adrenal_gland_left",
+        "adrenal_gland_right",
+        "bladder",
+        "celiac_trunk",
+        "duodenum",
+        "femur_left",
+        "femur_right",
+        "hepatic_vessel",
+        "intestine",
+        "lung_left",
+        "lung_right",
+        "portal_vein_and_splenic_vein",
+        "prostate",
+        "rectum",
+        "combined_labels",
     }
 )
 

@@ -1,4 +1,4 @@
-"""Volumes and I/O: NIfTI (nibabel) and DICOM (SimpleITK), validated, canonical RAS, atomic writes."""
+"""Volumes and I/O: NIfTI (nibabel) and DICOM (SimpleITK); validated, RAS, atomic writes."""
 
 from tumorscale.io.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from tumorscale.io.dicom import read_dicom_series

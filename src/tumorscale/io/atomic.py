@@ -18,10 +18,20 @@ def atomic_path(final_path: str | Path) -> Iterator[Path]:
     """
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(final_path.suffixes[-2:]) if final_path.name.endswith(".nii.gz") else final_path.suffix
-    handle, temporary = tempfile.mkstemp(prefix=f".{final_path.stem}.", suffix=suffix, dir=final_path.parent)
+    suffix = (
+        "".join(final_path.suffixes[-2:])
+        if final_path.name.endswith(".nii.gz")
+        else final_path.suffix
+    )
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{final_path.stem}.", suffix=suffix, dir=final_path.parent
+    )
     os.close(handle)
     temporary_path = Path(temporary)
+    # mkstemp makes owner-only files; outputs get the usual permissions (0666 minus the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    temporary_path.chmod(0o666 & ~umask)
     try:
         yield temporary_path
         os.replace(temporary_path, final_path)

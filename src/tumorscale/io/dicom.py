@@ -26,7 +26,7 @@ def sitk_to_volume(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_dicom_series(folder: str | Path, series_id: str | None = None) -> Volume:
-    """Read one DICOM series folder (the first series, or `series_id`) as a RAS CT `Volume` in HU."""
+    """Read one DICOM series (the first, or `series_id`) of a folder as a RAS CT `Volume` in HU."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(folder, "not a folder of DICOM files")
@@ -41,7 +41,9 @@ def read_dicom_series(folder: str | Path, series_id: str | None = None) -> Volum
     try:
         image = reader.Execute()
     except RuntimeError as error:
-        raise InputFileError(folder, f"unreadable DICOM series ({str(error).splitlines()[0]})") from error
+        raise InputFileError(
+            folder, f"unreadable DICOM series ({str(error).splitlines()[0]})"
+        ) from error
     if image.GetDimension() != 3:
         raise InputFileError(folder, f"not a 3-D series ({image.GetDimension()}-D)")
     array, affine = sitk_to_volume(image)

@@ -21,7 +21,8 @@ def check_same_grid(
     if tuple(mask.shape) != tuple(reference.shape):
         raise GridMismatchError(
             mask_path,
-            f"shape {tuple(mask.shape)} differs from {Path(reference_path).name} {tuple(reference.shape)}",
+            f"shape {tuple(mask.shape)} differs from "
+            f"{Path(reference_path).name} {tuple(reference.shape)}",
         )
     if not mask.matches(reference, tolerance):
         offset = float(np.abs(np.asarray(mask.affine) - np.asarray(reference.affine)).max())

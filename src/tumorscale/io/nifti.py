@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from pathlib import Path
 from typing import Literal
 
 import nibabel as nib
 import numpy as np
+from nibabel.openers import ImageOpener
 
 from tumorscale.errors import InputFileError
 from tumorscale.io.atomic import atomic_path
@@ -27,30 +29,58 @@ _READ_ERRORS = (
 )
 
 
-def _load_image(path: Path) -> nib.Nifti1Image:
+def _raw_header(path: Path) -> nib.Nifti1Header:
+    """The file's NIfTI header exactly as stored (nibabel's load would silently 'fix' it)."""
     if not path.exists():
         raise InputFileError(path, "file not found")
     if path.is_dir():
         raise InputFileError(path, "is a folder, expected a NIfTI file")
     try:
-        image = nib.load(str(path))
+        with ImageOpener(str(path)) as stream:
+            raw = stream.read(540)
     except _READ_ERRORS as error:
         raise InputFileError(path, f"unreadable NIfTI file ({_describe(error)})") from error
-    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
-        raise InputFileError(path, f"not a NIfTI image ({type(image).__name__})")
-    return image
+    for order in ("<", ">"):
+        size = int(np.frombuffer(raw[:4], dtype=f"{order}i4")[0]) if len(raw) >= 4 else 0
+        header_class = {348: nib.Nifti1Header, 540: nib.Nifti2Header}.get(size)
+        if header_class is not None and len(raw) >= size:
+            header = header_class.from_fileobj(io.BytesIO(raw[:size]), check=False)
+            if header["magic"] in (b"n+1", b"n+2"):
+                return header
+            break
+    reason = _gzip_problem(path) or "not a single-file NIfTI-1/NIfTI-2 image"
+    raise InputFileError(path, f"unreadable NIfTI file ({reason})")
+
+
+def _gzip_problem(path: Path) -> str | None:
+    """Why a .gz file cannot be decompressed (truncated or corrupt), or None if it can."""
+    if not path.name.endswith(".gz"):
+        return None
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 20):
+                pass
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as error:
+        return _describe(error)
+    return None
 
 
 def _describe(error: BaseException) -> str:
     text = str(error).strip()
-    if isinstance(error, EOFError | zlib.error) or "end-of-stream" in text or "Compressed file ended" in text:
+    if (
+        isinstance(error, EOFError | zlib.error)
+        or "end-of-stream" in text
+        or "Compressed file ended" in text
+    ):
         return "truncated or corrupt compressed data"
     return text or type(error).__name__
 
 
 def _spatial_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
     # A trailing singleton 4th axis (X, Y, Z, 1) is common in the wild and still a 3-D volume.
-    squeezed = tuple(shape[:3]) if len(shape) > 3 and all(n == 1 for n in shape[3:]) else tuple(shape)
+    squeezed = (
+        tuple(shape[:3]) if len(shape) > 3 and all(n == 1 for n in shape[3:]) else tuple(shape)
+    )
     if len(squeezed) != 3:
         raise InputFileError(path, f"not a 3-D volume (shape {tuple(shape)})")
     if min(squeezed) < 1:
@@ -58,24 +88,26 @@ def _spatial_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
     return squeezed  # type: ignore[return-value]
 
 
-def _checked_affine(path: Path, image: nib.Nifti1Image) -> np.ndarray:
-    affine = np.asarray(image.affine, dtype=float)
+def _checked_grid(path: Path, header: nib.Nifti1Header) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Shape and affine from a raw header, rejecting what no scanner writes."""
+    shape = _spatial_shape(path, header.get_data_shape())
+    spacing = np.asarray(header["pixdim"][1:4], dtype=float)
+    if np.any(spacing <= 0) or not np.all(np.isfinite(spacing)):
+        raise InputFileError(path, f"absurd header: voxel spacing {tuple(spacing.tolist())} mm")
+    affine = np.asarray(header.get_best_affine(), dtype=float)
     if not np.all(np.isfinite(affine)):
         raise InputFileError(path, "absurd header: the affine has NaN or Inf entries")
-    zooms = np.asarray(image.header.get_zooms()[:3], dtype=float)
-    if np.any(zooms <= 0) or not np.all(np.isfinite(zooms)):
-        raise InputFileError(path, f"absurd header: voxel spacing {tuple(zooms.tolist())} mm")
     if abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputFileError(path, "absurd header: the affine is singular (zero spacing)")
-    return affine
+    return shape, affine
 
 
 def read_geometry(path: str | Path) -> Geometry:
     """The grid of a NIfTI file (shape and affine, as stored on disk) from its header alone."""
     path = Path(path)
-    image = _load_image(path)
-    shape = _spatial_shape(path, image.shape)
-    return Geometry(shape, _checked_affine(path, image), image.header)
+    header = _raw_header(path)
+    shape, affine = _checked_grid(path, header)
+    return Geometry(shape, affine, header)
 
 
 def _read_array(path: Path, image: nib.Nifti1Image, kind: VolumeKind) -> np.ndarray:
@@ -117,9 +149,12 @@ def read_nifti(path: str | Path, kind: VolumeKind = "image", canonical: bool = T
     map, non-negative). Raises `InputFileError` naming the file for any problem.
     """
     path = Path(path)
-    image = _load_image(path)
-    shape = _spatial_shape(path, image.shape)
-    affine = _checked_affine(path, image)
+    shape, affine = _checked_grid(path, _raw_header(path))
+    try:
+        image = nib.load(str(path))
+    except _READ_ERRORS as error:
+        reason = _gzip_problem(path) or _describe(error).replace(f'"{path}"', "the file")
+        raise InputFileError(path, f"unreadable NIfTI file ({reason})") from error
     array = validate_values(path, _read_array(path, image, kind), kind)
     volume = Volume(array, affine, Geometry(shape, affine, image.header.copy()))
     return volume.to_canonical() if canonical else volume
@@ -131,7 +166,12 @@ def _output_dtype(array: np.ndarray) -> np.dtype:
     if np.issubdtype(array.dtype, np.integer):
         return array.dtype
     # Whole-number intensities inside int16 (CT in HU) are stored as int16, like scanners do.
-    if array.size and np.all(array == np.round(array)) and array.min() >= -32768 and array.max() <= 32767:
+    if (
+        array.size
+        and np.all(array == np.round(array))
+        and array.min() >= -32768
+        and array.max() <= 32767
+    ):
         return np.dtype(np.int16)
     return np.dtype(np.float32)
 

@@ -49,9 +49,10 @@ def affines_match(a: np.ndarray, b: np.ndarray, tolerance: float = GRID_TOLERANC
     """True when two affines describe the same grid; the origin may differ by `tolerance` voxels."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     scale = max(min(spacing_of(a)), 1e-6)
-    return bool(np.allclose(a[:3, :3], b[:3, :3], atol=tolerance * scale) and np.allclose(
-        a[:3, 3], b[:3, 3], atol=tolerance * scale + 1e-4
-    ))
+    return bool(
+        np.allclose(a[:3, :3], b[:3, :3], atol=tolerance * scale)
+        and np.allclose(a[:3, 3], b[:3, 3], atol=tolerance * scale + 1e-4)
+    )
 
 
 @dataclass(frozen=True)

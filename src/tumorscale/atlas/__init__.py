@@ -1,0 +1,42 @@
+"""AbdomenAtlas 2.0 datasets: layouts, case index, tumor status, instances, summary, checks."""
+
+from tumorscale.atlas.check import check_case, check_dataset, has_errors
+from tumorscale.atlas.index import CaseEntry, DatasetIndex, OrganFiles, index_dataset
+from tumorscale.atlas.layout import CaseFiles, discover_cases
+from tumorscale.atlas.lesions import (
+    SIZE_BINS_MM,
+    LesionStats,
+    TumorStatus,
+    dataset_lesion_stats,
+    equivalent_diameter_mm,
+    instance_diameters_mm,
+    lesion_stats,
+    size_bin,
+)
+from tumorscale.atlas.problems import Problem, Severity
+from tumorscale.atlas.summary import DatasetSummary, OrganSummary, summarize
+
+__all__ = [
+    "SIZE_BINS_MM",
+    "CaseEntry",
+    "CaseFiles",
+    "DatasetIndex",
+    "DatasetSummary",
+    "LesionStats",
+    "OrganFiles",
+    "OrganSummary",
+    "Problem",
+    "Severity",
+    "TumorStatus",
+    "check_case",
+    "check_dataset",
+    "dataset_lesion_stats",
+    "discover_cases",
+    "equivalent_diameter_mm",
+    "has_errors",
+    "index_dataset",
+    "instance_diameters_mm",
+    "lesion_stats",
+    "size_bin",
+    "summarize",
+]

@@ -1,0 +1,177 @@
+"""Tumor status and tumor instances per case and organ, from the lesion files' voxels.
+
+Computed on demand and cached under the tumorscale cache folder (never inside the dataset), keyed
+by each file's path, size and modification time so an edited file is measured again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+
+import cc3d
+import numpy as np
+
+from tumorscale.atlas.index import CaseEntry
+from tumorscale.cache import cache_dir
+from tumorscale.errors import InputFileError
+from tumorscale.io import check_same_grid, read_nifti, write_text_atomic
+
+CACHE_VERSION = 1
+# Equivalent-diameter bins used throughout tumorscale (and in the paper's size analysis).
+SIZE_BINS_MM: tuple[tuple[str, float, float], ...] = (
+    ("<20", 0.0, 20.0),
+    ("20-50", 20.0, 50.0),
+    (">50", 50.0, math.inf),
+)
+
+
+class TumorStatus(str, Enum):
+    POSITIVE = "positive"  # a lesion file with at least one tumor voxel
+    CONTROL = "control"  # lesion file(s) present and all zero: explicitly tumor-free
+    UNKNOWN = "unknown"  # no lesion file: never guessed negative
+
+
+@dataclass(frozen=True)
+class LesionStats:
+    """One organ of one case: status, tumor instances (26-connected) and their sizes."""
+
+    case_id: str
+    organ: str
+    status: TumorStatus
+    diameters_mm: tuple[float, ...] = ()  # equivalent-sphere diameter per instance, largest first
+    volume_mm3: float = 0.0
+    error: str | None = None  # why the lesion files could not be measured (status is then unknown)
+
+    @property
+    def instances(self) -> int:
+        return len(self.diameters_mm)
+
+
+def size_bin(diameter_mm: float) -> str:
+    """The name of the size bin ('<20', '20-50', '>50') of an equivalent diameter in mm."""
+    for name, low, high in SIZE_BINS_MM:
+        if low <= diameter_mm < high or (high == 50.0 and diameter_mm == 50.0):
+            return name
+    raise ValueError(f"diameter must be >= 0 mm, got {diameter_mm}")
+
+
+def equivalent_diameter_mm(volume_mm3: float | np.ndarray) -> float | np.ndarray:
+    """Diameter of the sphere with the given volume: 2·(3V/4π)^(1/3)."""
+    return 2.0 * np.cbrt(3.0 * np.asarray(volume_mm3, dtype=float) / (4.0 * math.pi))
+
+
+def instance_diameters_mm(mask: np.ndarray, voxel_volume_mm3: float) -> tuple[float, ...]:
+    """Equivalent diameters (mm, largest first) of the 26-connected components of a binary mask."""
+    labels, count = cc3d.connected_components(
+        mask.astype(bool, copy=False), connectivity=26, return_N=True
+    )
+    if count == 0:
+        return ()
+    voxel_counts = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    diameters = equivalent_diameter_mm(voxel_counts * voxel_volume_mm3)
+    return tuple(float(d) for d in sorted(diameters, reverse=True))
+
+
+def _file_identity(path: Path) -> list[object]:
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def _cache_path(case: CaseEntry, organ: str) -> Path:
+    files = case.organ(organ).lesions + ((case.ct,) if case.ct else ())
+    key = json.dumps([CACHE_VERSION, organ, *[_file_identity(path) for path in files]])
+    digest = hashlib.sha1(key.encode()).hexdigest()
+    return cache_dir("lesion-stats", digest[:2]) / f"{digest}.json"
+
+
+def measure_lesions(case: CaseEntry, organ: str) -> LesionStats:
+    """Read an organ's lesion files (union of all name variants) and measure its tumors."""
+    lesion_files = case.organ(organ).lesions
+    if not lesion_files:
+        return LesionStats(case.case_id, organ, TumorStatus.UNKNOWN)
+    union: np.ndarray | None = None
+    voxel_volume = 0.0
+    try:
+        for path in lesion_files:
+            mask = read_nifti(path, kind="mask", canonical=False)
+            if case.geometry is not None and case.ct is not None:
+                check_same_grid(path, mask.geometry, case.ct, case.geometry)
+            elif union is not None and union.shape != mask.array.shape:
+                raise InputFileError(
+                    path, f"shape {mask.shape} differs from {lesion_files[0].name}"
+                )
+            union = mask.array if union is None else np.maximum(union, mask.array)
+            voxel_volume = mask.voxel_volume_mm3
+    except InputFileError as error:
+        return LesionStats(case.case_id, organ, TumorStatus.UNKNOWN, error=str(error))
+    assert union is not None
+    diameters = instance_diameters_mm(union, voxel_volume)
+    status = TumorStatus.POSITIVE if diameters else TumorStatus.CONTROL
+    volume = float(np.count_nonzero(union)) * voxel_volume
+    return LesionStats(case.case_id, organ, status, diameters, volume)
+
+
+def _load_cached(path: Path) -> LesionStats | None:
+    try:
+        data = json.loads(path.read_text())
+        data["status"] = TumorStatus(data["status"])
+        data["diameters_mm"] = tuple(data["diameters_mm"])
+        return LesionStats(**data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def lesion_stats(case: CaseEntry, organ: str, use_cache: bool = True) -> LesionStats:
+    """Status and instances of `organ` in `case`, from the cache when the files are unchanged."""
+    if not case.organ(organ).lesions:
+        return LesionStats(case.case_id, organ, TumorStatus.UNKNOWN)
+    cache_file = _cache_path(case, organ) if use_cache else None
+    if cache_file is not None and cache_file.exists() and (cached := _load_cached(cache_file)):
+        return cached
+    stats = measure_lesions(case, organ)
+    if cache_file is not None and stats.error is None:
+        data = asdict(stats) | {"status": stats.status.value}
+        with contextlib.suppress(OSError):  # an unwritable cache only costs time
+            write_text_atomic(cache_file, json.dumps(data))
+    return stats
+
+
+def _stats_job(job: tuple[CaseEntry, str, bool]) -> LesionStats:
+    return lesion_stats(*job)
+
+
+def dataset_lesion_stats(
+    cases: Iterable[CaseEntry],
+    organs: Iterable[str],
+    workers: int | None = None,
+    use_cache: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[LesionStats]:
+    """Lesion statistics for every (case, organ), in case order, computed in parallel processes."""
+    jobs = [(case, organ, use_cache) for case in cases for organ in organs]
+    workers = workers or min(8, os.cpu_count() or 1)
+    results: list[LesionStats] = []
+    if workers <= 1 or len(jobs) < 8:
+        mapped: Iterable[LesionStats] = map(_stats_job, jobs)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers)
+        mapped = pool.map(_stats_job, jobs, chunksize=4)
+    try:
+        for done, stats in enumerate(mapped, start=1):
+            results.append(stats)
+            if progress is not None:
+                progress(done, len(jobs))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return results

@@ -1,0 +1,96 @@
+"""The per-organ picture of a dataset that `tumorscale dataset info` prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tumorscale.atlas.index import DatasetIndex
+from tumorscale.atlas.lesions import SIZE_BINS_MM, LesionStats, TumorStatus, size_bin
+from tumorscale.atlas.problems import Problem
+
+
+def _empty_bins() -> dict[str, int]:
+    return {name: 0 for name, _, _ in SIZE_BINS_MM}
+
+
+@dataclass
+class OrganSummary:
+    """Counts for one organ (or, with organ='all', summed over organs)."""
+
+    organ: str
+    cases_with_organ: int = 0
+    positive: int = 0
+    control: int = 0
+    unknown: int = 0
+    instances: int = 0
+    instances_by_size: dict[str, int] = field(default_factory=_empty_bins)
+
+    def add(self, stats: LesionStats, has_mask: bool) -> None:
+        self.cases_with_organ += int(has_mask)
+        self.positive += int(stats.status == TumorStatus.POSITIVE)
+        self.control += int(stats.status == TumorStatus.CONTROL)
+        self.unknown += int(stats.status == TumorStatus.UNKNOWN)
+        self.instances += stats.instances
+        for diameter in stats.diameters_mm:
+            self.instances_by_size[size_bin(diameter)] += 1
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "organ": self.organ,
+            "cases_with_organ": self.cases_with_organ,
+            "tumor_positive": self.positive,
+            "controls": self.control,
+            "unknown": self.unknown,
+            "tumor_instances": self.instances,
+            "instances_by_size_mm": dict(self.instances_by_size),
+        }
+
+
+@dataclass
+class DatasetSummary:
+    root: Path
+    layout: str
+    cases: int
+    cases_with_any_tumor: int
+    organs: list[OrganSummary]
+    total: OrganSummary
+    problems: list[Problem]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "root": str(self.root),
+            "layout": self.layout,
+            "cases": self.cases,
+            "cases_with_any_tumor": self.cases_with_any_tumor,
+            "organs": {summary.organ: summary.to_json() for summary in self.organs},
+            "total": self.total.to_json(),
+            "problems": [problem.to_json() for problem in self.problems],
+        }
+
+
+def summarize(index: DatasetIndex, stats: list[LesionStats], organs: list[str]) -> DatasetSummary:
+    """Per-organ counts of cases, tumor status and tumor instances by size (<20, 20-50, >50 mm)."""
+    per_organ = {organ: OrganSummary(organ) for organ in organs}
+    total = OrganSummary("all")
+    positive_cases: set[str] = set()
+    cases = {case.case_id: case for case in index.cases}
+    problems = list(index.problems)
+    for item in stats:
+        has_mask = cases[item.case_id].organ(item.organ).has_mask
+        per_organ[item.organ].add(item, has_mask)
+        total.add(item, has_mask)
+        if item.status == TumorStatus.POSITIVE:
+            positive_cases.add(item.case_id)
+        if item.error is not None:
+            path, _, reason = item.error.partition(": ")
+            problems.append(Problem(Path(path), reason or item.error))
+    return DatasetSummary(
+        index.root,
+        index.layout,
+        len(index.cases),
+        len(positive_cases),
+        list(per_organ.values()),
+        total,
+        problems,
+    )

@@ -1,0 +1,79 @@
+"""Terminal output for the CLI: progress bars on stderr, tables, and problem lists."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tumorscale.atlas import DatasetSummary, Problem, Severity
+
+# Progress and messages go to stderr so that --json output on stdout stays machine-readable.
+stderr = Console(stderr=True)
+stdout = Console()
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A `progress(done, total)` callback drawing a bar on stderr (a no-op when quiet)."""
+    if quiet:
+        yield lambda done, total: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=False) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def summary_table(summary: DatasetSummary) -> Table:
+    title = (
+        f"{summary.root}  ({summary.layout} layout): {summary.cases} cases, "
+        f"{summary.cases_with_any_tumor} with at least one tumor"
+    )
+    table = Table(title=title, title_justify="left")
+    table.add_column("organ", no_wrap=True)
+    for header in (
+        "cases w/ organ",
+        "tumor+",
+        "controls",
+        "unknown",
+        "tumors",
+        "<20mm",
+        "20-50mm",
+        ">50mm",
+    ):
+        table.add_column(header, justify="right")
+    for row in [*summary.organs, summary.total]:
+        table.add_row(
+            "total" if row.organ == "all" else row.organ,
+            str(row.cases_with_organ),
+            str(row.positive),
+            str(row.control),
+            str(row.unknown),
+            str(row.instances),
+            *(str(count) for count in row.instances_by_size.values()),
+            end_section=row is summary.organs[-1],
+        )
+    return table
+
+
+def print_problems(problems: list[Problem], console: Console = stderr) -> None:
+    for problem in problems:
+        style = "red" if problem.severity == Severity.ERROR else "yellow"
+        console.print(
+            f"[{style}]{problem.severity.value}[/]: {problem.path}: {problem.reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
