@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -42,19 +43,15 @@ def summary_table(summary: DatasetSummary) -> Table:
         f"{summary.root}  ({summary.layout} layout): {summary.cases} cases, "
         f"{summary.cases_with_any_tumor} with at least one tumor"
     )
-    table = Table(title=title, title_justify="left")
-    table.add_column("organ", no_wrap=True)
-    for header in (
-        "cases w/ organ",
-        "tumor+",
-        "controls",
-        "unknown",
-        "tumors",
-        "<20mm",
-        "20-50mm",
-        ">50mm",
-    ):
-        table.add_column(header, justify="right")
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
+    table.add_column("organ", no_wrap=True, min_width=9)
+    headers = ("cases\nw/ organ", "tumor\npositive", "\ncontrols", "\nunknown", "tumor\ninstances",
+               "<20\nmm", "20-50\nmm", ">50\nmm")
+    for header in headers:
+        width = max(len(line) for line in header.split("\n"))
+        table.add_column(header, justify="right", no_wrap=True, min_width=width)
     for row in [*summary.organs, summary.total]:
         table.add_row(
             "total" if row.organ == "all" else row.organ,
