@@ -114,7 +114,7 @@ def dataset_check(
 
 @dataset_app.command("example")
 def dataset_example(
-    out: Annotated[Path, typer.Argument(help="Folder to write the case into (AbdomenAtlas layout).")],
+    out: Annotated[Path, typer.Argument(help="Folder to write the case into.")],
     cache: Annotated[
         Path | None, typer.Option(help="Download cache (default: the tumorscale cache folder).")
     ] = None,
@@ -164,7 +164,7 @@ def write_phantoms(out: Path, cases: int, seed: int, options, quiet: bool) -> li
 def phantom(
     out: Annotated[Path, typer.Argument(help="Output folder (AbdomenAtlas layout).")],
     cases: Annotated[int, typer.Option(min=1, help="Number of cases.")] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives identical files.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives identical files.")] = 0,
     tumor_fraction: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of cases with reference tumors.")
     ] = 0.5,

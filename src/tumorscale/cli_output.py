@@ -43,9 +43,8 @@ def summary_table(summary: DatasetSummary) -> Table:
         f"{summary.root}  ({summary.layout} layout): {summary.cases} cases, "
         f"{summary.cases_with_any_tumor} with at least one tumor"
     )
-    table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
-    )
+    compact = {"box": box.SIMPLE_HEAD, "pad_edge": False, "collapse_padding": True}
+    table = Table(title=title, title_justify="left", **compact)
     table.add_column("organ", no_wrap=True, min_width=9)
     headers = ("cases\nw/ organ", "tumor\npositive", "\ncontrols", "\nunknown", "tumor\ninstances",
                "<20\nmm", "20-50\nmm", ">50\nmm")
