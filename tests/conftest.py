@@ -53,6 +53,12 @@ def make_case() -> CaseMaker:
     return _make
 
 
+@pytest.fixture(scope="session")
+def example_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One download cache for every test that fetches the real example CT in this session."""
+    return tmp_path_factory.mktemp("downloads")
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

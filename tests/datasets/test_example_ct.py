@@ -1,14 +1,13 @@
 """tumorscale.datasets: the real example CT from the totalsegmentator sdist, and its fetcher.
 
-Tests marked `network` download the 38 MB archive from PyPI once per session (into
-`$TUMORSCALE_CACHE_DIR/downloads` when that is set, so later sessions reuse it). The other tests
-run offline on a small synthetic archive with the same layout.
+Tests marked `network` download the 38 MB archive from PyPI once per session (the session-wide
+`example_cache` fixture of tests/conftest.py). The other tests run offline on a small synthetic
+archive with the same layout.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import sys
 import tarfile
 from pathlib import Path
@@ -17,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tumorscale.cache import CACHE_ENV, cache_dir
+from tumorscale.cache import CACHE_ENV
 from tumorscale.datasets import (
     TOTALSEG_PACKAGE,
     TOTALSEG_SDIST,
@@ -333,14 +332,6 @@ def test_empty_existing_case_folder_is_filled(tmp_path: Path, fake_sdist: dict) 
 
 
 # --------------------------------------------------------------------------- network: real CT
-
-
-@pytest.fixture(scope="session")
-def example_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Download cache shared by this session (and later ones when TUMORSCALE_CACHE_DIR is set)."""
-    if os.environ.get(CACHE_ENV):
-        return cache_dir("downloads")
-    return tmp_path_factory.mktemp("downloads")
 
 
 @pytest.fixture(scope="session")
