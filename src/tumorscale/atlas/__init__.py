@@ -4,17 +4,15 @@ from tumorscale.atlas.check import check_case, check_dataset, has_errors
 from tumorscale.atlas.index import CaseEntry, DatasetIndex, OrganFiles, index_dataset
 from tumorscale.atlas.layout import CaseFiles, discover_cases
 from tumorscale.atlas.lesions import (
-    SIZE_BINS_MM,
     LesionStats,
     TumorStatus,
     dataset_lesion_stats,
-    equivalent_diameter_mm,
     instance_diameters_mm,
     lesion_stats,
-    size_bin,
 )
 from tumorscale.atlas.problems import Problem, Severity
 from tumorscale.atlas.summary import DatasetSummary, OrganSummary, summarize
+from tumorscale.sizes import SIZE_BINS_MM, equivalent_diameter_mm, size_bin
 
 __all__ = [
     "SIZE_BINS_MM",

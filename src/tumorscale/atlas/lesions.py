@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -24,14 +23,9 @@ from tumorscale.atlas.index import CaseEntry
 from tumorscale.cache import cache_dir
 from tumorscale.errors import InputFileError
 from tumorscale.io import check_same_grid, read_nifti, write_text_atomic
+from tumorscale.sizes import equivalent_diameter_mm
 
 CACHE_VERSION = 1
-# Equivalent-diameter bins used throughout tumorscale (and in the paper's size analysis).
-SIZE_BINS_MM: tuple[tuple[str, float, float], ...] = (
-    ("<20", 0.0, 20.0),
-    ("20-50", 20.0, 50.0),
-    (">50", 50.0, math.inf),
-)
 
 
 class TumorStatus(str, Enum):
@@ -54,19 +48,6 @@ class LesionStats:
     @property
     def instances(self) -> int:
         return len(self.diameters_mm)
-
-
-def size_bin(diameter_mm: float) -> str:
-    """The name of the size bin ('<20', '20-50', '>50') of an equivalent diameter in mm."""
-    for name, low, high in SIZE_BINS_MM:
-        if low <= diameter_mm < high or (high == 50.0 and diameter_mm == 50.0):
-            return name
-    raise ValueError(f"diameter must be >= 0 mm, got {diameter_mm}")
-
-
-def equivalent_diameter_mm(volume_mm3: float | np.ndarray) -> float | np.ndarray:
-    """Diameter of the sphere with the given volume: 2·(3V/4π)^(1/3)."""
-    return 2.0 * np.cbrt(3.0 * np.asarray(volume_mm3, dtype=float) / (4.0 * math.pi))
 
 
 def instance_diameters_mm(mask: np.ndarray, voxel_volume_mm3: float) -> tuple[float, ...]:

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tumorscale.atlas.index import DatasetIndex
-from tumorscale.atlas.lesions import SIZE_BINS_MM, LesionStats, TumorStatus, size_bin
+from tumorscale.atlas.lesions import LesionStats, TumorStatus
 from tumorscale.atlas.problems import Problem
+from tumorscale.sizes import SIZE_BINS_MM, size_bin
 
 
 def _empty_bins() -> dict[str, int]:

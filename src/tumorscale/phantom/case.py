@@ -10,12 +10,7 @@ import numpy as np
 from tumorscale.io import Volume
 from tumorscale.organs import ORGANS, TUMOR_ORGANS
 from tumorscale.phantom.anatomy import build_anatomy
-from tumorscale.phantom.lesions import (
-    LESION_INDEX,
-    TumorRecord,
-    equivalent_diameter_mm,
-    plan_tumors,
-)
+from tumorscale.phantom.lesions import LESION_INDEX, TumorRecord, plan_tumors
 from tumorscale.phantom.options import PhantomOptions
 from tumorscale.phantom.render import (
     ANATOMY_TO_RAS,
@@ -25,6 +20,7 @@ from tumorscale.phantom.render import (
     to_int16_hu,
 )
 from tumorscale.phantom.tissues import MASK_FILES, STYLES, Tissue
+from tumorscale.sizes import equivalent_diameter_mm
 
 
 def case_id(index: int) -> str:

@@ -39,9 +39,10 @@ from tumorscale.phantom.geometry import (
 )
 from tumorscale.phantom.render import HuField, Layer
 from tumorscale.phantom.tissues import Tissue
+from tumorscale.sizes import equivalent_diameter_mm
 
 T = Tissue
-SIZE_BINS_MM = ((10.0, 20.0), (20.0, 50.0), (50.0, 75.0))
+DIAMETER_RANGES_MM = ((10.0, 20.0), (20.0, 50.0), (50.0, 75.0))
 SIZE_BIN_WEIGHTS = (0.5, 0.35, 0.15)
 MAX_DIAMETER_MM = {"pancreas": 50.0, "liver": 75.0, "kidney": 70.0, "colon": 60.0,
                    "esophagus": 45.0, "uterus": 42.0}
@@ -112,12 +113,8 @@ class PlannedTumor:
         return field_
 
 
-def equivalent_diameter_mm(volume_mm3: float) -> float:
-    return float((6.0 * volume_mm3 / np.pi) ** (1.0 / 3.0))
-
-
 def _sample_diameter(rng: np.random.Generator, organ: str) -> float:
-    low, high = SIZE_BINS_MM[int(rng.choice(3, p=SIZE_BIN_WEIGHTS))]
+    low, high = DIAMETER_RANGES_MM[int(rng.choice(3, p=SIZE_BIN_WEIGHTS))]
     return float(min(rng.uniform(low, high), MAX_DIAMETER_MM[organ]))
 
 
