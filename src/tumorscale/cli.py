@@ -221,3 +221,107 @@ def demo(
 # The demo trades resolution for speed; anatomy and HU are the same as full-resolution phantoms.
 DEMO_INPLANE_MM: SpacingRange = (1.4, 1.8)
 DEMO_SLICE_MM: SpacingRange = (3.0, 5.0)
+
+
+def _parse_size_mix(text: str) -> tuple[float, float, float]:
+    """'4:2:1' -> (4.0, 2.0, 1.0): relative weights of small, medium and large tumors."""
+    parts = text.split(":")
+    try:
+        weights = tuple(float(part) for part in parts)
+    except ValueError:
+        weights = ()
+    if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"--size-mix must be three non-negative weights like 4:2:1; got {text!r}")
+    return weights  # type: ignore[return-value]
+
+
+def _parse_organs(text: str) -> list[str]:
+    return [get_organ(name.strip()).name for name in text.split(",") if name.strip()]
+
+
+@app.command()
+def synth(
+    source: Annotated[Path, typer.Argument(help="AbdomenAtlas folder with healthy cases.")],
+    out: Annotated[Path, typer.Argument(help="Output folder for the synthetic cases.")],
+    organs: Annotated[
+        str, typer.Option(help="Comma-separated organs to put tumors in.")
+    ] = "pancreas,liver,kidney",
+    per_case: Annotated[int, typer.Option(min=1, help="Synthetic cases per healthy case.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives identical output.")] = 0,
+    size_mix: Annotated[
+        str, typer.Option(help="Relative weights of small:medium:large tumors.")
+    ] = "4:2:1",
+    workers: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
+    preview: Annotated[bool, typer.Option(help="Write a PNG per tumor (3 planes).")] = False,
+    allow_unknown: Annotated[
+        bool, typer.Option(help="Also use cases whose tumor status is unknown (no lesion file).")
+    ] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Insert synthetic tumors into the healthy cases of a dataset.
+
+    Healthy = the organ's mask is present and its lesion file is all zero (control). Writes
+    `--per-case` new AbdomenAtlas cases per healthy case (CT, organ masks pushed by the tumor's
+    mass effect, `<organ>_lesion.nii.gz`) and `synthesis.csv` with one row per tumor. Reruns skip
+    finished cases; bad cases are reported and skipped.
+    """
+    from tumorscale.synth.batch import synthesize_dataset
+
+    try:
+        with progress_bar(f"synthesizing -> {out}", quiet) as progress:
+            report = synthesize_dataset(
+                source,
+                out,
+                _parse_organs(organs),
+                per_case,
+                seed,
+                size_mix=_parse_size_mix(size_mix),
+                workers=workers,
+                preview=preview,
+                allow_unknown=allow_unknown,
+                progress=progress,
+            )
+    except (TumorscaleError, ValueError) as error:
+        raise _fail(error) from error
+    stdout.print(
+        f"{len(report.written)} synthetic cases written, {len(report.skipped)} already complete, "
+        f"{report.tumors} tumors in total, {len(report.excluded)} source cases not healthy, "
+        f"{len(report.failed)} failed -> {out / 'synthesis.csv'}"
+    )
+    for case_id, reason in report.failed:
+        stderr.print(f"[red]failed[/]: {case_id}: {reason}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command("synth-qa")
+def synth_qa(
+    synthetic: Annotated[Path, typer.Argument(help="AbdomenAtlas folder with synthetic tumors.")],
+    reference: Annotated[Path, typer.Option(help="AbdomenAtlas folder with annotated tumors.")],
+    out: Annotated[Path, typer.Option(help="Folder for the report (CSV, Markdown, PNG).")],
+    organ: Organs = None,
+    quiet: Quiet = False,
+) -> None:
+    """Realism report: synthetic vs reference tumors, per organ.
+
+    Distributions of contrast vs organ median, tumor/background noise-SD ratio, edge sharpness
+    (10-90% rise distance, mm), equivalent diameter, sphericity and count per case, with the
+    Wasserstein distance for each; writes CSVs, a Markdown summary and PNG histograms.
+    """
+    from tumorscale.synth.qa import run_synth_qa
+
+    try:
+        with progress_bar("measuring tumors", quiet) as progress:
+            report = run_synth_qa(
+                synthetic, reference, out, organs=organ or None, progress=progress
+            )
+    except (TumorscaleError, ValueError) as error:
+        raise _fail(error) from error
+    synthetic_count = sum(row["source"] == "synth" for row in report.features)
+    stdout.print(
+        f"{synthetic_count} synthetic and {len(report.features) - synthetic_count} reference "
+        f"tumors measured in {', '.join(report.organs) or 'no organ'}"
+    )
+    for source_name, case_id, reason in report.failed:
+        stderr.print(f"[yellow]skipped[/]: {source_name} {case_id}: {reason}", highlight=False)
+    stdout.print(f"report written to {out}")

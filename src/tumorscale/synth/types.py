@@ -138,6 +138,9 @@ class TumorShape:
     necrosis: np.ndarray | None = None  # weight of the necrotic core
     rim: np.ndarray | None = None  # weight of the enhancing rim / capsule shell
     organ_growth: np.ndarray | None = None  # bool: voxels the organ mask gains (bulging wall)
+    # Ellipsoid-normalised radius (1 on the boundary) that drives the mass effect; None: the
+    # pipeline derives a plain ellipsoid from the record (centre, diameter, axes, rotation).
+    normalised_radius: np.ndarray | None = None
 
 
 # A shape builder turns a record into a shape on a crop; pure and deterministic.
