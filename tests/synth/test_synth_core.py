@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from tests.synth.phantoms import load_phantom
 from tumorscale.io import Volume
-from tumorscale.phantom import PhantomOptions, generate_phantom
 from tumorscale.sizes import equivalent_diameter_mm, size_bin
 from tumorscale.synth import (
     SIZE_CLASSES,
@@ -34,24 +34,6 @@ ORGAN_CASES = [
     ("kidney", "ccrcc", "medium", 8),
     ("kidney", "prcc", "small", 9),
 ]
-
-
-def load_phantom(
-    inplane: float = 1.5, slices: float = 2.5, seed: int = 0, orientation: str = "LPS"
-) -> tuple[Volume, dict[str, np.ndarray]]:
-    options = PhantomOptions(
-        inplane_spacing_mm=(inplane, inplane), slice_spacing_mm=(slices, slices),
-        tumor_fraction=0.0, female_fraction=1.0, orientations=(orientation,),
-    )
-    case = generate_phantom(seed, 1, options)
-    source = Volume(case.ct.array, case.ct.affine, case.ct.geometry)
-    ct = source.to_canonical()
-    masks = {
-        name: Volume(array, case.ct.affine).to_canonical().array
-        for name, array in case.masks.items()
-        if not name.endswith("_lesion")
-    }
-    return ct, masks
 
 
 @pytest.fixture(scope="module")

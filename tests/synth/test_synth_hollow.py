@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.synth.phantoms import load_phantom
 from tumorscale.io import Volume
-from tumorscale.phantom import PhantomOptions, generate_phantom
 from tumorscale.sizes import equivalent_diameter_mm, size_bin
 from tumorscale.synth.centerline import signed_distance_mm
 from tumorscale.synth.hollow import (
@@ -25,28 +25,9 @@ from tumorscale.synth.types import Crop, CropContext, TumorParams
 BINS = {"small": "<20", "medium": "20-50", "large": ">50"}
 
 
-def load_phantom(
-    inplane: float, slices: float, seed: int = 0
-) -> tuple[Volume, dict[str, np.ndarray]]:
-    options = PhantomOptions(
-        inplane_spacing_mm=(inplane, inplane),
-        slice_spacing_mm=(slices, slices),
-        tumor_fraction=0.0,
-        female_fraction=1.0,
-    )
-    case = generate_phantom(seed, 1, options)
-    ct = case.ct.to_canonical()
-    masks = {
-        name: Volume(array, case.ct.affine).to_canonical().array.astype(bool)
-        for name, array in case.masks.items()
-        if not name.endswith("lesion")
-    }
-    return ct, masks
-
-
 @pytest.fixture(scope="module")
 def phantom() -> tuple[Volume, dict[str, np.ndarray]]:
-    return load_phantom(1.5, 2.5)
+    return load_phantom(1.5, 2.5, boolean=True)
 
 
 def others(masks: dict[str, np.ndarray], organ: str) -> np.ndarray:
@@ -257,7 +238,7 @@ def test_organ_cut_by_the_volume_border(phantom):
 
 
 def test_anisotropic_spacing():
-    ct, masks = load_phantom(2.0, 4.0, seed=3)
+    ct, masks = load_phantom(2.0, 4.0, seed=3, boolean=True)
     assert ct.spacing[2] == pytest.approx(4.0)
     for organ, seed in (("colon", 31), ("esophagus", 32)):
         params = sample(ct, masks, organ, "medium", "wall_thickening", seed)
