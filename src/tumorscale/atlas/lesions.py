@@ -137,21 +137,24 @@ def dataset_lesion_stats(
     use_cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[LesionStats]:
-    """Lesion statistics for every (case, organ), in case order, computed in parallel processes."""
-    jobs = [(case, organ, use_cache) for case in cases for organ in organs]
+    """Lesion statistics for every (case, organ), in case order, computed in parallel processes.
+
+    Pairs without a lesion file are unknown at once; only pairs with files go to the workers.
+    """
+    pairs = [(case, organ) for case in cases for organ in organs]
+    jobs = [(case, organ, use_cache) for case, organ in pairs if case.organ(organ).lesions]
     workers = workers or min(8, os.cpu_count() or 1)
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) >= 8 else None
+    measured = pool.map(_stats_job, jobs, chunksize=4) if pool else map(_stats_job, jobs)
     results: list[LesionStats] = []
-    if workers <= 1 or len(jobs) < 8:
-        mapped: Iterable[LesionStats] = map(_stats_job, jobs)
-        pool = None
-    else:
-        pool = ProcessPoolExecutor(max_workers=workers)
-        mapped = pool.map(_stats_job, jobs, chunksize=4)
     try:
-        for done, stats in enumerate(mapped, start=1):
-            results.append(stats)
+        for case, organ in pairs:
+            if case.organ(organ).lesions:
+                results.append(next(measured))
+            else:
+                results.append(LesionStats(case.case_id, organ, TumorStatus.UNKNOWN))
             if progress is not None:
-                progress(done, len(jobs))
+                progress(len(results), len(pairs))
     finally:
         if pool is not None:
             pool.shutdown()

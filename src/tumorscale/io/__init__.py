@@ -1,6 +1,11 @@
 """Volumes and I/O: NIfTI (nibabel) and DICOM (SimpleITK); validated, RAS, atomic writes."""
 
-from tumorscale.io.atomic import atomic_path, write_bytes_atomic, write_text_atomic
+from tumorscale.io.atomic import (
+    atomic_path,
+    write_bytes_atomic,
+    write_csv_atomic,
+    write_text_atomic,
+)
 from tumorscale.io.dicom import read_dicom_series
 from tumorscale.io.grids import check_same_grid
 from tumorscale.io.nifti import read_geometry, read_nifti, validate_values, write_nifti
@@ -19,6 +24,7 @@ __all__ = [
     "spacing_of",
     "validate_values",
     "write_bytes_atomic",
+    "write_csv_atomic",
     "write_nifti",
     "write_text_atomic",
 ]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 
@@ -49,3 +51,18 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write a binary file atomically."""
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)
+
+
+def write_csv_atomic(
+    path: str | Path,
+    columns: Sequence[str],
+    rows: Iterable[Mapping[str, object]],
+    format_value: Callable[[object], str] = str,
+) -> None:
+    """Write a CSV atomically: a header of `columns`, then one line per row (missing keys: None)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([format_value(row.get(name)) for name in columns])
+    write_text_atomic(path, buffer.getvalue())

@@ -20,8 +20,6 @@ run byte for byte. One run per OUT folder at a time (a run removes stale `.parti
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -42,6 +40,7 @@ from tumorscale.io import (
     check_same_grid,
     read_geometry,
     read_nifti,
+    write_csv_atomic,
     write_nifti,
     write_text_atomic,
 )
@@ -215,12 +214,7 @@ def _csv_value(value: object) -> str:
 
 def write_synthesis_csv(path: Path, rows: Iterable[dict]) -> None:
     """Write synthesis.csv atomically (fixed column order, floats with full precision)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        writer.writerow([_csv_value(row.get(name)) for name in CSV_COLUMNS])
-    write_text_atomic(path, buffer.getvalue())
+    write_csv_atomic(path, CSV_COLUMNS, rows, _csv_value)
 
 
 # ----------------------------------------------------------------------------- selection

@@ -14,8 +14,6 @@ features over tumors. The Wasserstein distance is in the feature's own unit (HU,
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +24,13 @@ from scipy.stats import wasserstein_distance
 
 from tumorscale.atlas import CaseEntry, index_dataset
 from tumorscale.errors import InputFileError
-from tumorscale.io import atomic_path, check_same_grid, read_nifti, write_text_atomic
+from tumorscale.io import (
+    atomic_path,
+    check_same_grid,
+    read_nifti,
+    write_csv_atomic,
+    write_text_atomic,
+)
 from tumorscale.organs import TUMOR_ORGANS
 from tumorscale.synth.qa_features import FEATURES, TumorFeatures, tumor_features
 
@@ -132,15 +136,6 @@ def _format(value: object) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.6g}"
     return str(value)
-
-
-def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_format(row.get(name)) for name in columns])
-    write_text_atomic(path, buffer.getvalue())
 
 
 def _markdown(
@@ -253,8 +248,8 @@ def run_synth_qa(
     summary = summarize_features(rows, chosen)
     report = QaReport(out, chosen, rows, summary, failed)
     columns = ("source", "case_id", "organ", *FEATURE_COLUMNS)
-    _write_csv(out / "qa_features.csv", columns, rows)
-    _write_csv(out / "qa_summary.csv", SUMMARY_COLUMNS, summary)
+    write_csv_atomic(out / "qa_features.csv", columns, rows, _format)
+    write_csv_atomic(out / "qa_summary.csv", SUMMARY_COLUMNS, summary, _format)
     write_text_atomic(out / "qa_summary.md", _markdown(summary, chosen, failed))
     report.files = [out / "qa_features.csv", out / "qa_summary.csv", out / "qa_summary.md"]
     for organ in chosen:
