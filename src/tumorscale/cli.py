@@ -325,3 +325,71 @@ def synth_qa(
     for source_name, case_id, reason in report.failed:
         stderr.print(f"[yellow]skipped[/]: {source_name} {case_id}: {reason}", highlight=False)
     stdout.print(f"report written to {out}")
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Option(help="Predictions: AbdomenAtlas folder of lesion masks.")],
+    gt: Annotated[Path, typer.Option(help="Ground truth: AbdomenAtlas folder.")],
+    out: Annotated[Path, typer.Option(help="Folder for per_case.csv, summary.json, summary.md.")],
+    organ: Organs = None,
+    tolerance_mm: Annotated[float, typer.Option(min=0.0, help="NSD tolerance in mm.")] = 2.0,
+    split: Annotated[
+        Path | None,
+        typer.Option(help='JSON {"group": [case ids]}, e.g. in- and out-of-distribution.'),
+    ] = None,
+    both_empty: Annotated[
+        str,
+        typer.Option(help="Cases with empty truth and prediction: 'one' (score 1) or 'exclude'."),
+    ] = "one",
+    match: Annotated[
+        str, typer.Option(help="Lesion match rule: 'any' overlap, 'iou>=0.1' or 'iou>0.5'.")
+    ] = "any",
+    min_radius_mm: Annotated[
+        float, typer.Option(min=0.0, help="Patient level: drop components under this radius (mm).")
+    ] = 3.0,
+    threshold_mm3: Annotated[
+        float, typer.Option(min=0.0, help="Patient level: positive at this tumor volume (mm³).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 1000,
+    workers: Workers = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Score predicted tumors against the truth: DSC, NSD, HD95, T-Sen, P-Sen, Spe and AUC.
+
+    Both folders in AbdomenAtlas layout, matched by case id. A missing prediction counts as empty
+    and is flagged; a case whose masks cannot be read or are on another grid is reported and the
+    others go on (exit code 1 at the end). Writes per_case.csv (one row per case × organ),
+    summary.json and summary.md (per organ and per split group, 95% bootstrap intervals).
+    """
+    from tumorscale.cli_output import evaluation_table
+    from tumorscale.metrics import EmptyPolicy, EvaluationSettings, MatchRule, evaluate_folders
+
+    try:
+        settings = EvaluationSettings(
+            tolerance_mm=tolerance_mm,
+            empty_policy=EmptyPolicy(both_empty),
+            match_rule=MatchRule(match),
+            min_lesion_radius_mm=min_radius_mm,
+            detection_threshold_mm3=threshold_mm3,
+            bootstrap_resamples=bootstrap,
+            seed=seed,
+        )
+        organs = _selected_organs(organ) if organ else None
+        with progress_bar("evaluating cases", quiet) as progress:
+            result = evaluate_folders(
+                pred, gt, out, organs, settings, split, workers or None, progress
+            )
+    except (TumorscaleError, ValueError) as error:
+        raise _fail(error) from error
+    for group, organs in result.summary["groups"].items():
+        stdout.print(evaluation_table(group, organs))
+    missing = result.summary["missing_predictions"]
+    if missing:
+        stderr.print(f"[yellow]{len(missing)} case(s) without prediction, scored as empty[/]")
+    for row in result.errors:
+        stderr.print(f"[red]error[/]: {row['case_id']} {row['organ']}: {row['error']}")
+    stdout.print(f"results written to {out}")
+    if result.errors:
+        raise typer.Exit(code=1)

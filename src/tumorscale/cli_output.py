@@ -73,3 +73,27 @@ def print_problems(problems: list[Problem], console: Console = stderr) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _pct(value: object) -> str:
+    return "–" if value is None else f"{100 * float(value):.1f}"  # type: ignore[arg-type]
+
+
+def evaluation_table(group: str, organs: dict[str, dict]) -> Table:
+    """One evaluation group as a compact table (values in %); the intervals are in summary.md."""
+    table = Table(title=f"evaluation: {group} (%, intervals in summary.md)")
+    for column in ("organ", "cases +/ctrl", "DSC", "NSD", "T-Sen", "P-Sen", "Spe", "AUC"):
+        table.add_column(column, justify="left" if column == "organ" else "right")
+    for organ, s in organs.items():
+        lesions, patients = s["lesions"], s["patients"]
+        table.add_row(
+            organ,
+            f"{s['positive']}/{s['control']}",
+            _pct(s["dsc"]["mean"]),
+            _pct(s["nsd"]["mean"]),
+            _pct(lesions["t_sen"]["value"]),
+            _pct(patients["p_sen"]["value"]),
+            _pct(patients["spe"]["value"]),
+            _pct(patients["auc"]["value"]),
+        )
+    return table
