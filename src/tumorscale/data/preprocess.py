@@ -1,0 +1,340 @@
+"""Preprocessing an AbdomenAtlas dataset into the cache: RAS, resampled, bit-packed, indexed.
+
+Per case: the CT (canonical RAS) is resampled trilinearly to the target spacing and stored as
+int16 HU; every structure file is resampled by nearest neighbour onto the same grid and packed
+into one uint64 bit volume (`tumorscale.data.cache.STRUCTURES`); organs and lesions get a seeded
+sample of voxel locations; tumor status per organ comes from the lesion files at their original
+resolution (a lesion smaller than a resampled voxel keeps its case positive).
+
+Resumable: a case is rebuilt from scratch unless its `.complete` marker (written last) records
+the same source files (path, size, modification time); a crash mid-case leaves no marker.
+One run per cache folder at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tumorscale.atlas import CaseEntry, TumorStatus, index_dataset
+from tumorscale.data.cache import (
+    BITS_DTYPE,
+    COMPLETE_MARKER,
+    IMAGE_NAME,
+    LESION_STRUCTURES,
+    LOCATION_STRUCTURES,
+    LOCATIONS_NAME,
+    META_NAME,
+    STRUCTURE_BITS,
+    STRUCTURES_NAME,
+    case_dir,
+    init_cache,
+    write_b2nd_atomic,
+)
+from tumorscale.data.resample import resample_image, resample_labels_to_ras, resized_affine
+from tumorscale.data.settings import FORMAT_VERSION, PreprocessSettings
+from tumorscale.errors import InputFileError, TumorscaleError
+from tumorscale.io import Volume, atomic_path, check_same_grid, read_nifti, write_text_atomic
+from tumorscale.organs import TUMOR_ORGANS
+
+Progress = Callable[[str], None]
+LESION_NAMES = frozenset(LESION_STRUCTURES.values())
+
+
+@dataclass
+class PreprocessReport:
+    """What a `preprocess_dataset` run did (ids sorted): cases written, already complete, and
+    (case id, reason naming the file) for cases that could not be preprocessed."""
+
+    cache: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# ----------------------------------------------------------------------------- one case
+
+
+def source_signature(entry: CaseEntry) -> list[list[object]]:
+    """(path, size, mtime_ns) of the CT and every segmentation file: what a cached case is of.
+
+    Paths are relative to the case folder, so a dataset moved with its times kept stays cached.
+    """
+    files = ([entry.ct] if entry.ct else []) + entry.segmentation_files
+    rows: list[list[object]] = []
+    for path in files:
+        stat = path.stat()
+        rows.append([os.path.relpath(path, entry.folder), stat.st_size, stat.st_mtime_ns])
+    return rows
+
+
+def is_complete(folder: Path, signature: list[list[object]]) -> bool:
+    """True when `folder` holds a finished case made from files with `signature`."""
+    try:
+        marker = json.loads((folder / COMPLETE_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    names = (IMAGE_NAME, STRUCTURES_NAME, LOCATIONS_NAME, META_NAME)
+    return (
+        marker.get("format_version") == FORMAT_VERSION
+        and marker.get("source") == signature
+        and all((folder / name).is_file() for name in names)
+    )
+
+
+def _structure_files(entry: CaseEntry) -> dict[Path, list[str]]:
+    """Each segmentation file and the structures it belongs to (a kidney part: also 'kidney')."""
+    owners: dict[Path, list[str]] = {}
+    for organ in TUMOR_ORGANS:
+        files = entry.organ(organ)
+        for path in files.masks:
+            owners.setdefault(path, []).append(organ)
+            stem = _stem(path)
+            if stem != organ and stem in STRUCTURE_BITS:
+                owners[path].append(stem)
+        for path in files.lesions:
+            owners.setdefault(path, []).append(LESION_STRUCTURES[organ])
+    for name, path in entry.structures.items():
+        if name in STRUCTURE_BITS:
+            owners.setdefault(path, []).append(name)
+    return owners
+
+
+def _stem(path: Path) -> str:
+    return path.name.removesuffix(".gz").removesuffix(".nii")
+
+
+def _read_mask(path: Path, entry: CaseEntry) -> Volume:
+    """A binary mask in its on-disk orientation; `InputFileError` naming the file if it is not
+    readable or not on the CT's grid."""
+    assert entry.ct is not None and entry.geometry is not None
+    mask = read_nifti(path, kind="mask", canonical=False)
+    check_same_grid(path, mask.geometry, entry.ct, entry.geometry)
+    return mask
+
+
+def pack_structures(
+    entry: CaseEntry, new_shape: tuple[int, int, int]
+) -> tuple[np.ndarray, dict[str, int]]:
+    """The uint64 structure-bit volume on the resampled RAS grid, and the original-resolution
+    voxel count of each structure that has a file (lesions: of the union of all their files)."""
+    bits = np.zeros(new_shape, dtype=BITS_DTYPE)
+    counts: dict[str, int] = {}
+    lesion_unions: dict[str, np.ndarray] = {}  # on-disk grid: only for counting voxels
+    for path, names in _structure_files(entry).items():
+        mask = _read_mask(path, entry)
+        value = np.uint64(sum(1 << STRUCTURE_BITS[name] for name in set(names)))
+        inside = resample_labels_to_ras(mask, new_shape).view(bool)  # validated 0/1 uint8
+        np.bitwise_or(bits, value, out=bits, where=inside)
+        for name in names:
+            if name not in LESION_NAMES:
+                counts[name] = counts.get(name, 0) + int(np.count_nonzero(mask.array))
+            elif name in lesion_unions:
+                np.logical_or(lesion_unions[name], mask.array, out=lesion_unions[name])
+            else:
+                lesion_unions[name] = mask.array.astype(bool)
+    counts |= {name: int(np.count_nonzero(union)) for name, union in lesion_unions.items()}
+    return bits, counts
+
+
+def tumor_status(entry: CaseEntry, counts: dict[str, int]) -> dict[str, str]:
+    """Per organ: positive (a lesion voxel), control (lesion files, all empty), unknown (none)."""
+    status = {}
+    for organ in TUMOR_ORGANS:
+        if not entry.organ(organ).lesions:
+            status[organ] = TumorStatus.UNKNOWN.value
+        elif counts.get(LESION_STRUCTURES[organ], 0) > 0:
+            status[organ] = TumorStatus.POSITIVE.value
+        else:
+            status[organ] = TumorStatus.CONTROL.value
+    return status
+
+
+def sample_locations(
+    bits: np.ndarray, case_id: str, settings: PreprocessSettings
+) -> dict[str, np.ndarray]:
+    """Per organ/lesion present: sorted sampled voxel indices (N, 3) uint16 (nnU-Net's rule:
+    max(min(n, limit), ceil(n * min_fraction)) of its n voxels), seeded by case and structure."""
+    locations = {}
+    for name in LOCATION_STRUCTURES:
+        bit = STRUCTURE_BITS[name]
+        flat = np.flatnonzero(bits & np.uint64(1 << bit))  # C order: unravel gives (i, j, k)
+        if flat.size == 0:
+            continue
+        count = max(min(flat.size, settings.locations_per_structure),
+                    math.ceil(flat.size * settings.locations_min_fraction))
+        rng = np.random.default_rng([settings.seed, zlib.crc32(case_id.encode()), bit])
+        chosen = np.sort(rng.choice(flat, size=count, replace=False))
+        locations[name] = np.stack(np.unravel_index(chosen, bits.shape), axis=1).astype(np.uint16)
+    return locations
+
+
+def _geometry_record(shape: tuple[int, ...], affine: np.ndarray) -> dict[str, object]:
+    affine = np.asarray(affine, dtype=float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    return {"shape": [int(n) for n in shape], "affine": affine.tolist(),
+            "spacing_mm": [float(s) for s in spacing]}
+
+
+def _voxels(bits: np.ndarray, name: str) -> int:
+    return int(np.count_nonzero(bits & np.uint64(1 << STRUCTURE_BITS[name])))
+
+
+def _synthesis_masks(entry: CaseEntry) -> list[str]:
+    """Names the synthesizer gets for this case: the source's own mask names, lesions left out."""
+    names = []
+    for organ in TUMOR_ORGANS:
+        for path in entry.organ(organ).masks:
+            stem = _stem(path)
+            names.append(stem if stem in STRUCTURE_BITS else organ)
+    names += [name for name in entry.structures if name in STRUCTURE_BITS]
+    return sorted(set(names))
+
+
+def preprocess_case(entry: CaseEntry, folder: Path, settings: PreprocessSettings) -> dict:
+    """Preprocess one case into `folder` (wiped first; the marker is written last); returns
+    its metadata. Raises `InputFileError` naming the file for an unreadable or off-grid file."""
+    if entry.ct is None or entry.geometry is None:
+        raise InputFileError(entry.folder, "case has no readable ct.nii.gz")
+    signature = source_signature(entry)
+    shutil.rmtree(folder, ignore_errors=True)  # stale temporaries of an interrupted run
+    folder.mkdir(parents=True)
+    ct = read_nifti(entry.ct, kind="image")
+    image = resample_image(ct, settings.spacing_mm)
+    new_shape = image.shape
+    hu = np.clip(np.rint(image.array), -32768, 32767).astype(np.int16)
+    del image
+    bits, counts = pack_structures(entry, new_shape)
+    locations = sample_locations(bits, entry.case_id, settings)
+    meta = {
+        "case_id": entry.case_id,
+        "format_version": FORMAT_VERSION,
+        "source_ct": str(entry.ct),
+        "original": _geometry_record(ct.shape, ct.affine) | {
+            "on_disk_orientation": entry.geometry.orientation,
+            "on_disk_shape": list(entry.geometry.shape),
+            "on_disk_affine": np.asarray(entry.geometry.affine, dtype=float).tolist(),
+        },
+        "preprocessed": _geometry_record(new_shape, resized_affine(ct.affine, ct.shape, new_shape)),
+        "tumor_status": tumor_status(entry, counts),
+        "lesion_voxels": {organ: _voxels(bits, LESION_STRUCTURES[organ]) for organ in TUMOR_ORGANS},
+        "lesion_voxels_original": {organ: counts.get(LESION_STRUCTURES[organ], 0)
+                                   for organ in TUMOR_ORGANS},
+        "structures": sorted(counts, key=STRUCTURE_BITS.__getitem__),
+        "synthesis_masks": _synthesis_masks(entry),
+        "hu_range": [int(hu.min()), int(hu.max())],
+    }
+    write_b2nd_atomic(folder / IMAGE_NAME, hu, settings)
+    write_b2nd_atomic(folder / STRUCTURES_NAME, bits, settings)
+    with atomic_path(folder / LOCATIONS_NAME) as temporary, temporary.open("wb") as stream:
+        np.savez_compressed(stream, **locations)
+    write_text_atomic(folder / META_NAME, json.dumps(meta, indent=1) + "\n")
+    marker = {"format_version": FORMAT_VERSION, "source": signature}
+    write_text_atomic(folder / COMPLETE_MARKER, json.dumps(marker) + "\n")
+    return meta
+
+
+def _run_case(entry: CaseEntry, folder: Path, settings: PreprocessSettings) -> str | None:
+    """Preprocess one case; the reason it failed (naming the file), or None."""
+    try:
+        preprocess_case(entry, folder, settings)
+    except TumorscaleError as error:
+        return str(error)
+    except (OSError, ValueError, MemoryError, RuntimeError) as error:
+        return f"{entry.folder}: {type(error).__name__}: {error}"
+    return None
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)  # workers share the cores instead of oversubscribing them
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+def _select(entries: list[CaseEntry], case_ids: Iterable[str] | None,
+            report: PreprocessReport) -> list[CaseEntry]:
+    if case_ids is None:
+        return entries
+    wanted = set(case_ids)
+    known = {entry.case_id for entry in entries}
+    report.failed += [(case, "not in the dataset") for case in sorted(wanted - known)]
+    return [entry for entry in entries if entry.case_id in wanted]
+
+
+def preprocess_dataset(
+    data_root: str | Path,
+    cache_root: str | Path,
+    settings: PreprocessSettings | None = None,
+    workers: int = 1,
+    progress: Progress | None = None,
+    *,
+    case_ids: Iterable[str] | None = None,
+) -> PreprocessReport:
+    """Preprocess every case of an AbdomenAtlas dataset (or `case_ids`) into `cache_root`.
+
+    Cases already complete from unchanged files are skipped; bad cases are recorded in the
+    report and the others go on. `workers` > 1 runs cases in that many processes.
+    `progress(case_id)` is called once per case (done, skipped or failed), in the calling
+    process. Raises `CacheSettingsError` when the cache holds other settings, and `DatasetError`
+    when `data_root` is not a dataset.
+    """
+    settings = settings or PreprocessSettings()
+    index = index_dataset(data_root)
+    root = init_cache(cache_root, settings)
+    report = PreprocessReport(root)
+    todo: list[CaseEntry] = []
+    for entry in _select(index.cases, case_ids, report):
+        complete = entry.ct is not None and is_complete(
+            case_dir(root, entry.case_id), source_signature(entry))
+        if complete:
+            report.skipped.append(entry.case_id)
+            if progress is not None:
+                progress(entry.case_id)
+        else:
+            todo.append(entry)
+    for case_id, error in _run_all(todo, root, settings, workers):
+        if error is None:
+            report.done.append(case_id)
+        else:
+            report.failed.append((case_id, error))
+        if progress is not None:
+            progress(case_id)
+    report.done.sort()
+    report.skipped.sort()
+    report.failed.sort()
+    return report
+
+
+def _run_all(todo: list[CaseEntry], root: Path, settings: PreprocessSettings,
+             workers: int) -> Iterable[tuple[str, str | None]]:
+    if workers <= 1 or len(todo) < 2:
+        for entry in todo:
+            yield entry.case_id, _run_case(entry, case_dir(root, entry.case_id), settings)
+        return
+    workers = min(workers, len(todo))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # spawn: torch's OpenMP pool is not fork-safe once the parent has used it.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(_run_case, entry, case_dir(root, entry.case_id), settings):
+                   entry.case_id for entry in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result()

@@ -1,0 +1,184 @@
+"""The cache's content: settings, HU and structure round trip, patch reads, location index."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.data.helpers import SETTINGS, write_dataset
+from tumorscale.data import (
+    BITS_DTYPE,
+    STRUCTURES,
+    CacheError,
+    CacheSettingsError,
+    PreprocessedCache,
+    PreprocessSettings,
+    preprocess_dataset,
+    resample_image,
+    resample_labels,
+    scale_intensity,
+    structure_mask,
+)
+from tumorscale.io import read_nifti
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PreprocessedCache]:
+    data = write_dataset(tmp_path_factory.mktemp("atlas"))
+    cache_root = tmp_path_factory.mktemp("cache")
+    settings = PreprocessSettings(**{**SETTINGS.to_dict(), "locations_per_structure": 50})
+    report = preprocess_dataset(data, cache_root, settings)
+    assert report.ok and len(report.done) == 3
+    return data, PreprocessedCache.open(cache_root)
+
+
+def test_settings_round_trip_and_validation() -> None:
+    settings = PreprocessSettings(spacing_mm=2.0, hu_clip=(-100, 200))
+    assert settings.spacing_mm == (2.0, 2.0, 2.0)
+    assert PreprocessSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    assert settings.differing_keys(PreprocessSettings()) == ["spacing_mm", "hu_clip"]
+    with pytest.raises(ValueError, match="hu_clip"):
+        PreprocessSettings(hu_clip=(250, -175))
+    with pytest.raises(ValueError, match="unknown preprocessing settings: colour"):
+        PreprocessSettings.from_dict({"colour": "blue"})
+
+
+def test_cache_records_settings_and_bit_table(built: tuple[Path, PreprocessedCache]) -> None:
+    _, cache = built
+    record = json.loads((cache.root / "settings.json").read_text())
+    assert record["structures"] == list(STRUCTURES)
+    assert record["bits_dtype"] == "uint64"
+    assert cache.settings.spacing_mm == (3.0, 3.0, 3.0)
+    assert len(STRUCTURES) == len(set(STRUCTURES)) <= 64
+
+
+def test_hu_and_structures_round_trip(built: tuple[Path, PreprocessedCache]) -> None:
+    data, cache = built
+    case_id = "BDMAP_00000002"
+    hu, bits = cache.read_case_hu(case_id)
+    folder = data / case_id
+    expected = resample_image(read_nifti(folder / "ct.nii.gz"), SETTINGS.spacing_mm)
+    assert hu.dtype == np.int16 and bits.dtype == BITS_DTYPE
+    assert hu.shape == bits.shape == expected.shape == cache.image_shape(case_id) == (20, 17, 23)
+    np.testing.assert_array_equal(hu, np.rint(expected.array).astype(np.int16))
+    assert hu.min() < -900 and hu.max() > 900  # stored unclipped
+    np.testing.assert_allclose(cache.affine(case_id), expected.affine)
+    masks = {}
+    for name in ("liver", "liver_lesion", "kidney_left", "kidney_right", "aorta", "pancreas"):
+        mask = read_nifti(folder / "segmentations" / f"{name}.nii.gz", kind="mask").array
+        masks[name] = resample_labels(mask, hu.shape).astype(bool)
+        np.testing.assert_array_equal(structure_mask(bits, name), masks[name], err_msg=name)
+    np.testing.assert_array_equal(
+        structure_mask(bits, "kidney"), masks["kidney_left"] | masks["kidney_right"]
+    )
+    for absent in ("pancreas_lesion", "uterus", "spleen"):
+        assert not structure_mask(bits, absent).any()
+
+
+def test_metadata_status_and_counts(built: tuple[Path, PreprocessedCache]) -> None:
+    _, cache = built
+    meta = cache.case_meta("BDMAP_00000001")
+    assert meta["tumor_status"] == {
+        "pancreas": "control", "liver": "positive", "kidney": "unknown",
+        "colon": "unknown", "esophagus": "unknown", "uterus": "unknown",
+    }
+    _, bits = cache.read_case_hu("BDMAP_00000001")
+    assert meta["lesion_voxels"]["liver"] == int(structure_mask(bits, "liver_lesion").sum()) > 0
+    assert meta["lesion_voxels"]["pancreas"] == 0
+    assert meta["lesion_voxels_original"]["liver"] == 81  # a radius-2.5 voxel ball
+    assert meta["original"]["shape"] == [30, 26, 14]
+    assert meta["original"]["on_disk_orientation"] == "LPS"
+    np.testing.assert_allclose(meta["preprocessed"]["spacing_mm"], 3.0, rtol=0.03)
+    assert meta["synthesis_masks"] == ["aorta", "kidney_left", "kidney_right", "liver", "pancreas"]
+
+
+def _padded_patch(full: np.ndarray, start: tuple[int, ...], size: tuple[int, ...],
+                  value: float) -> np.ndarray:
+    pad = 64  # more than any start or size used here
+    padded = np.pad(full, pad, constant_values=value)
+    return padded[tuple(slice(s + pad, s + pad + n) for s, n in zip(start, size, strict=True))]
+
+
+@pytest.mark.parametrize(
+    "start",
+    [(2, 3, 4), (0, 0, 0), (-5, 4, -2), (12, 10, 15), (-3, -4, -5), (25, 1, 1), (40, 40, 40)],
+)
+def test_patch_equals_padded_slice_of_the_full_case(
+    built: tuple[Path, PreprocessedCache], start: tuple[int, int, int]
+) -> None:
+    _, cache = built
+    size = (9, 11, 10)
+    hu, bits = cache.read_case_hu("BDMAP_00000003")
+    image, patch_bits = cache.read_patch("BDMAP_00000003", start, size)
+    assert image.dtype == np.float32 and patch_bits.dtype == BITS_DTYPE
+    assert image.shape == patch_bits.shape == size
+    scaled = scale_intensity(hu, cache.settings)
+    np.testing.assert_array_equal(image, _padded_patch(scaled, start, size, 0.0))
+    np.testing.assert_array_equal(patch_bits, _padded_patch(bits, start, size, 0))
+
+
+def test_scale_intensity_window() -> None:
+    settings = PreprocessSettings()
+    hu = np.array([-1000, -175, 37.5, 250, 3000], dtype=np.float32)
+    np.testing.assert_allclose(scale_intensity(hu, settings), [0, 0, 0.5, 1, 1], atol=1e-6)
+    clipped = PreprocessSettings(scale_to_unit=False)
+    np.testing.assert_array_equal(scale_intensity(hu, clipped), [-175, -175, 37.5, 250, 250])
+    assert clipped.pad_value == -175.0
+
+
+def test_foreground_locations_lie_inside_and_follow_the_count_rule(
+    built: tuple[Path, PreprocessedCache],
+) -> None:
+    _, cache = built
+    case_id = "BDMAP_00000001"
+    _, bits = cache.read_case_hu(case_id)
+    for name in ("liver", "liver_lesion", "kidney", "pancreas"):
+        mask = structure_mask(bits, name)
+        locations = cache.foreground_locations(case_id, name)
+        assert locations.dtype == np.int32 and locations.shape[1] == 3
+        n = int(mask.sum())
+        assert len(locations) == max(min(n, 50), math.ceil(0.01 * n))
+        assert mask[tuple(locations.T)].all(), name
+        assert len(np.unique(locations, axis=0)) == len(locations)
+    assert cache.foreground_locations(case_id, "uterus_lesion").shape == (0, 3)
+    with pytest.raises(ValueError, match="no location index"):
+        cache.foreground_locations(case_id, "aorta")
+
+
+def test_synthesis_view_of_a_cached_case(built: tuple[Path, PreprocessedCache]) -> None:
+    _, cache = built
+    volume, masks = cache.read_case_for_synthesis("BDMAP_00000001")
+    assert volume.array.dtype == np.float32 and volume.shape == cache.image_shape("BDMAP_00000001")
+    np.testing.assert_allclose(volume.affine, cache.affine("BDMAP_00000001"))
+    assert sorted(masks) == cache.case_meta("BDMAP_00000001")["synthesis_masks"]
+    assert all(mask.dtype == np.uint8 and mask.max() == 1 for mask in masks.values())
+
+
+def test_opening_with_other_settings_or_no_cache_fails(
+    built: tuple[Path, PreprocessedCache], tmp_path: Path
+) -> None:
+    _, cache = built
+    with pytest.raises(CacheSettingsError, match=r"spacing_mm: cache has \[3.0, 3.0, 3.0\]"):
+        PreprocessedCache.open(cache.root, expected=PreprocessSettings())
+    with pytest.raises(CacheError, match="not a preprocessed cache"):
+        PreprocessedCache.open(tmp_path)
+    with pytest.raises(CacheError, match="BDMAP_00000009"):
+        cache.read_patch("BDMAP_00000009", (0, 0, 0), (4, 4, 4))
+
+
+def test_cache_pickles_into_workers_without_open_handles(
+    built: tuple[Path, PreprocessedCache],
+) -> None:
+    import pickle
+
+    _, cache = built
+    expected = cache.read_patch("BDMAP_00000001", (1, 2, 3), (5, 5, 5))
+    copy = pickle.loads(pickle.dumps(cache))
+    assert not copy._arrays
+    result = copy.read_patch("BDMAP_00000001", (1, 2, 3), (5, 5, 5))
+    np.testing.assert_array_equal(result[0], expected[0])
+    np.testing.assert_array_equal(result[1], expected[1])
