@@ -1,0 +1,107 @@
+"""Model files: the spec, atomic save, rebuild from the spec alone, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tumorscale.models import (
+    ModelFileError,
+    ModelSpec,
+    build_network,
+    class_names_for,
+    load_model,
+    save_model,
+)
+from tumorscale.models.spec import load_model_with_extra
+
+
+def _spec(**changes) -> ModelSpec:
+    fields = {"network": "tiny", "class_names": class_names_for(["pancreas", "kidney"])}
+    return ModelSpec(**(fields | changes))
+
+
+def test_class_names_put_tumors_before_organs() -> None:
+    assert class_names_for(["pancreas", "liver"]) == (
+        "background",
+        "pancreas_lesion",
+        "liver_lesion",
+    )
+    assert class_names_for(["liver"], organ_classes=True) == ("background", "liver_lesion", "liver")
+    with pytest.raises(ValueError, match="unknown"):
+        class_names_for(["lung"])
+
+
+def test_spec_defaults_are_the_paper_recipe() -> None:
+    spec = _spec()
+    assert spec.target_spacing_mm == (1.5, 1.5, 1.5)
+    assert spec.hu_window == (-175.0, 250.0)
+    assert spec.intensity_range == (0.0, 1.0)
+    assert spec.patch_size_vox == (96, 96, 96)
+    assert spec.out_channels == 3
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"class_names": ("pancreas_lesion", "background")}, "start with 'background'"),
+        ({"class_names": ("background", "a", "a")}, "duplicates"),
+        ({"hu_window": (250, -175)}, "low < high"),
+        ({"network_overrides": {"norm": torch.nn.InstanceNorm3d}}, "not plain data"),
+    ],
+)
+def test_spec_rejects_bad_values(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _spec(**changes)
+
+
+def test_round_trip_with_overrides_and_extra(tmp_path: Path) -> None:
+    spec = _spec(network_overrides={"features_per_stage": [4, 8, 16, 32]}, hu_window=(-100, 200))
+    network = spec.build()
+    path = save_model(tmp_path / "models" / "model.pt", network, spec, extra={"iteration": 7})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]  # no temporary left
+    loaded, loaded_spec, extra = load_model_with_extra(path)
+    assert loaded_spec == spec and extra == {"iteration": 7}
+    assert loaded.encoder[1][0].conv1[0].out_channels == 8
+    for key, value in network.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+
+
+def test_save_rejects_non_plain_extra(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"extra\.optimizer"):
+        save_model(tmp_path / "m.pt", _spec().build(), _spec(), extra={"optimizer": object()})
+    assert not list(tmp_path.iterdir())
+
+
+def test_load_errors_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(ModelFileError, match=r"missing\.pt: no such model file"):
+        load_model(missing)
+
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00not a torch file" * 10)
+    with pytest.raises(ModelFileError, match=r"corrupt\.pt: not a readable model file"):
+        load_model(corrupt)
+
+    foreign = tmp_path / "state_dict.pt"
+    torch.save(build_network("tiny", 1, 3).state_dict(), foreign)
+    with pytest.raises(ModelFileError, match=r"state_dict\.pt: not a tumorscale model file"):
+        load_model(foreign)
+
+    truncated = tmp_path / "truncated.pt"
+    data = save_model(tmp_path / "good.pt", _spec().build(), _spec()).read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match=r"truncated\.pt"):
+        load_model(truncated)
+
+
+def test_load_rejects_weights_that_do_not_fit(tmp_path: Path) -> None:
+    path = save_model(tmp_path / "m.pt", _spec().build(), _spec())
+    payload = torch.load(path, weights_only=True)
+    payload["spec"]["class_names"] = ["background", "liver_lesion"]  # 2 classes, weights have 3
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match=r"m\.pt: weights do not fit network 'tiny'"):
+        load_model(path)
