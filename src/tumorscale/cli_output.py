@@ -46,8 +46,16 @@ def summary_table(summary: DatasetSummary) -> Table:
     compact = {"box": box.SIMPLE_HEAD, "pad_edge": False, "collapse_padding": True}
     table = Table(title=title, title_justify="left", **compact)
     table.add_column("organ", no_wrap=True, min_width=9)
-    headers = ("cases\nw/ organ", "tumor\npositive", "\ncontrols", "\nunknown", "tumor\ninstances",
-               "<20\nmm", "20-50\nmm", ">50\nmm")
+    headers = (
+        "cases\nw/ organ",
+        "tumor\npositive",
+        "\ncontrols",
+        "\nunknown",
+        "tumor\ninstances",
+        "<20\nmm",
+        "20-50\nmm",
+        ">50\nmm",
+    )
     for header in headers:
         width = max(len(line) for line in header.split("\n"))
         table.add_column(header, justify="right", no_wrap=True, min_width=width)
@@ -97,3 +105,31 @@ def evaluation_table(group: str, organs: dict[str, dict]) -> Table:
             _pct(patients["auc"]["value"]),
         )
     return table
+
+
+@contextlib.contextmanager
+def training_bar(quiet: bool = False) -> Iterator[Callable[[object], None]]:
+    """A callback taking `train.Progress` that shows iterations, loss and samples/s on stderr."""
+    if quiet:
+        yield lambda progress: None
+        return
+    columns = (
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  {task.fields[rate]} samples/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=False) as bar:
+        task = bar.add_task("training", total=None, loss="–", rate="–")
+
+        def update(progress) -> None:
+            bar.update(
+                task,
+                completed=progress.iteration,
+                total=progress.total,
+                loss=f"{progress.loss:.4f}",
+                rate=f"{progress.samples_per_s:.2f}",
+            )
+
+        yield update

@@ -52,6 +52,7 @@ def _structure_table() -> tuple[str, ...]:
 STRUCTURES: tuple[str, ...] = _structure_table()
 STRUCTURE_BITS: dict[str, int] = {name: bit for bit, name in enumerate(STRUCTURES)}
 BITS_DTYPE = np.dtype(np.uint64)
+AIR_HU = -1024  # what `read_region_hu` returns beyond the scan border
 LESION_STRUCTURES: dict[str, str] = {organ: ORGANS[organ].lesion_file for organ in TUMOR_ORGANS}
 # Structures the foreground-location index covers (what the sampler centres patches on).
 LOCATION_STRUCTURES: tuple[str, ...] = TUMOR_ORGANS + tuple(LESION_STRUCTURES.values())
@@ -288,6 +289,30 @@ class PreprocessedCache:
             out_image[target] = scale_intensity(image[source], self.settings)
             out_bits[target] = bits[source]
         return out_image, out_bits
+
+    def read_region_hu(
+        self, case_id: str, start: Sequence[int], size: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A region [start, start + size) (voxels i, j, k; may cross the border) as int16 HU
+        (unclipped) and uint64 structure bits, both of shape `size`; air (AIR_HU) and 0 outside.
+
+        What on-the-fly synthesis reads instead of the whole case (only touched chunks)."""
+        image, bits = self._open(case_id)
+        start_ = np.asarray(start, dtype=np.int64)
+        size_ = np.asarray(size, dtype=np.int64)
+        if start_.shape != (3,) or size_.shape != (3,) or np.any(size_ < 1):
+            raise ValueError(f"start and size must be 3 integers, size >= 1; got {start}, {size}")
+        low = np.maximum(start_, 0)
+        high = np.minimum(start_ + size_, image.shape)
+        out_hu = np.full(tuple(size_), AIR_HU, dtype=np.int16)
+        out_bits = np.zeros(tuple(size_), dtype=BITS_DTYPE)
+        if np.all(high > low):
+            source = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+            target = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(low, high, start_,
+                                                                           strict=True))
+            out_hu[target] = image[source]
+            out_bits[target] = bits[source]
+        return out_hu, out_bits
 
     def read_case_hu(self, case_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The whole case: int16 HU (unclipped) and uint64 structure bits, RAS (i, j, k)."""

@@ -1,0 +1,3 @@
+from tumorscale.cli import app
+
+app(prog_name="tumorscale")

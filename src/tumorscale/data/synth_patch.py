@@ -1,0 +1,168 @@
+"""On-the-fly synthesis for one training patch of a healthy case.
+
+Reading a whole case per sample is too slow (0.3 s), so only a region is read: a random voxel of
+the host organ is its centre, and its size is the patch plus, on each side, the largest reach of a
+tumor of the drawn size class (so that the tumor, its blur and most of its mass effect fit). The
+synthesizer places one tumor in that region (in place, `copy=False`), the lesion bit of the organ
+is set where it went, and the patch is cut around the tumor centre (clipped into the region).
+When the synthesizer skips (organ too small, no room), the patch is a random one of the region
+and `SynthPatch.skipped` says why. Everything random comes from the sample's generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tumorscale.data.cache import (
+    LESION_STRUCTURES,
+    STRUCTURE_BITS,
+    PreprocessedCache,
+    scale_intensity,
+    structure_bit,
+)
+from tumorscale.data.sampling import Shape3, random_start
+from tumorscale.io import Volume
+from tumorscale.organs import ORGANS
+from tumorscale.synth import DEFAULT_SIZE_MIX, PROFILES, TumorRecord, draw_size_class, insert_tumors
+from tumorscale.synth.shape import EDGE_CUTOFF, ELASTIC_CLIP
+
+# Size-class diameter bounds (mm) for organs without a parenchymal profile (hollow, uterus).
+_FALLBACK_DIAMETER_MM = {"small": 20.0, "medium": 50.0, "large": 90.0}
+_AXIS_SCALE_MAX = 1.25  # per-axis jitter U(0.75, 1.25): the usual largest semi-axis factor
+_EDGE_MAX_MM = 3.0  # largest boundary blur sigma of the profiles
+
+
+@dataclass
+class SynthPatch:
+    """A patch of a healthy case with (usually) one synthetic tumor.
+
+    image: float32 (X, Y, Z), windowed and scaled like `PreprocessedCache.read_patch`.
+    bits: uint64 (X, Y, Z) structure bits, the organ's lesion bit set on the tumor.
+    organ: host organ (None when the case has none of the configured organs).
+    record: the synthesizer's record (None without a host organ); `skipped` is set on a skip.
+    """
+
+    image: np.ndarray
+    bits: np.ndarray
+    organ: str | None
+    record: TumorRecord | None
+    skipped: str | None
+
+
+def max_reach_mm(organ: str, size_class: str) -> float:
+    """Upper bound (mm) of a tumor's extent from its centre for an organ and size class."""
+    profile = PROFILES.get(organ)
+    diameter = (profile.diameter_mm[size_class][1] if profile is not None
+                else _FALLBACK_DIAMETER_MM[size_class])
+    elastic = profile.elastic_fraction[1] if profile is not None else 0.12
+    radius = 0.5 * diameter * _AXIS_SCALE_MAX
+    return radius * (1.0 + ELASTIC_CLIP * elastic) + EDGE_CUTOFF * _EDGE_MAX_MM
+
+
+def region_box(
+    centre: Sequence[int], patch_size: Shape3, margin_mm: float, spacing_mm: Sequence[float]
+) -> tuple[Shape3, Shape3]:
+    """(start, size) voxels of the region: the patch plus `margin_mm` per side, around `centre`."""
+    margin = np.ceil(margin_mm / np.asarray(spacing_mm, float)).astype(int)
+    size = np.asarray(patch_size, int) + 2 * margin
+    start = np.asarray(centre, int) - size // 2
+    return tuple(int(v) for v in start), tuple(int(v) for v in size)  # type: ignore[return-value]
+
+
+def region_masks(
+    bits: np.ndarray, names: Sequence[str], organ: str, centre: Sequence[int]
+) -> dict[str, np.ndarray]:
+    """uint8 masks of the named structures present in the region (absent ones are left out:
+    each mask costs a pass over the region). A two-part organ (kidney) keeps only the part at
+    `centre` (region voxel): the synthesizer would otherwise pick either side, often a sliver."""
+    present = np.bitwise_or.reduce(bits, axis=None)
+    at_centre = bits[tuple(int(c) for c in centre)]
+    parts = ORGANS[organ].mask_part_files
+    keep = [part for part in parts if at_centre & structure_bit(part)]
+    dropped = set(parts) - set(keep) if keep else set()
+    return {name: ((bits & structure_bit(name)) != 0).view(np.uint8)
+            for name in names
+            if name in STRUCTURE_BITS and name not in dropped and present & structure_bit(name)}
+
+
+def write_back_bits(
+    bits: np.ndarray, masks: Mapping[str, np.ndarray], box: tuple[slice, ...]
+) -> np.ndarray:
+    """A copy of `bits[box]` with every mask's bit replaced by the (pushed / grown) mask, and
+    two-sided organs' whole-organ bit (kidney) rebuilt from their parts."""
+    out = np.array(bits[box], copy=True)
+    for name, mask in masks.items():
+        bit = structure_bit(name)
+        out &= ~bit
+        out |= mask[box].astype(np.uint64) * bit
+    for organ in ORGANS.values():
+        parts = organ.mask_part_files
+        if any(part in masks for part in parts) and organ.name not in masks:
+            any_part = np.uint64(0)
+            for part in parts:
+                any_part |= structure_bit(part)
+            whole = structure_bit(organ.name)
+            out &= ~whole
+            out |= ((out & any_part) != 0).astype(np.uint64) * whole
+    return out
+
+
+def _region_affine(affine: np.ndarray, start: Shape3) -> np.ndarray:
+    shift = np.eye(4)
+    shift[:3, 3] = start
+    return affine @ shift
+
+
+def _patch_box(
+    rng: np.random.Generator, record: TumorRecord | None, affine: np.ndarray,
+    region_size: Shape3, patch_size: Shape3,
+) -> tuple[slice, ...]:
+    """The patch inside the region: centred on the tumor (clipped into the region) or random."""
+    if record is None or record.skipped or record.params is None:
+        start = random_start(rng, region_size, patch_size)
+    else:
+        centre = np.linalg.solve(affine, np.append(record.params.center_mm, 1.0))[:3]
+        start = tuple(
+            int(np.clip(round(c) - p // 2, min(0, n - p), max(0, n - p)))
+            for c, n, p in zip(centre, region_size, patch_size, strict=True)
+        )
+    return tuple(slice(s, s + p) for s, p in zip(start, patch_size, strict=True))
+
+
+def synthesize_patch(
+    cache: PreprocessedCache,
+    case_id: str,
+    patch_size: Shape3,
+    organs: Sequence[str],
+    rng: np.random.Generator,
+    size_mix: Sequence[float] = DEFAULT_SIZE_MIX,
+) -> SynthPatch:
+    """A patch of healthy case `case_id` with one tumor synthesized into one of `organs` that the
+    case has (chosen uniformly), its size class drawn from `size_mix` (small:medium:large)."""
+    hosts = [organ for organ in organs if len(cache.foreground_locations(case_id, organ))]
+    if not hosts:
+        start = random_start(rng, cache.image_shape(case_id), patch_size)
+        image, bits = cache.read_patch(case_id, start, patch_size)
+        return SynthPatch(image, bits, None, None, f"no {' / '.join(organs)} in {case_id}")
+    organ = hosts[int(rng.integers(len(hosts)))]
+    locations = cache.foreground_locations(case_id, organ)
+    centre = locations[int(rng.integers(len(locations)))]
+    size_class = draw_size_class(rng, size_mix)
+    spacing = cache.settings.spacing_mm
+    start, size = region_box(centre, patch_size, max_reach_mm(organ, size_class), spacing)
+    hu, bits = cache.read_region_hu(case_id, start, size)
+    names = cache.case_meta(case_id)["synthesis_masks"]
+    masks = region_masks(bits, names, organ, np.asarray(centre) - np.asarray(start))
+    affine = _region_affine(cache.affine(case_id), start)
+    ct = Volume(hu.astype(np.float32), affine)
+    result = insert_tumors(ct, masks, organ, rng, count=1, size_mix={size_class: 1.0}, copy=False)
+    record = result.records[0]
+    box = _patch_box(rng, record, affine, size, patch_size)
+    patch_bits = write_back_bits(bits, result.masks, box)
+    patch_bits |= (result.tumor_mask[box] != 0).astype(np.uint64) * structure_bit(
+        LESION_STRUCTURES[organ])
+    image = scale_intensity(result.ct.array[box], cache.settings)
+    return SynthPatch(image, patch_bits, organ, record, record.skipped)

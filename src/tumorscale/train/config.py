@@ -1,0 +1,236 @@
+"""Training configuration: one YAML file, every key overridable as `section.key=value`.
+
+Defaults are the paper's recipe (nnU-Net ResEnc style): SGD lr 0.01, momentum 0.99, Nesterov,
+poly decay, 96³ patches, batch 2, Dice + CE with deep supervision, 250 iterations per epoch,
+synthetic:real = 3 with tumors synthesized on the fly in healthy cases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tumorscale.errors import InputFileError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the scans are and which cases play which role (None: chosen from tumor status).
+
+    real_cases: annotated scans (default: every case positive or control for a selected organ).
+    healthy_cases: hosts for synthetic tumors (default: cases with a selected organ and no known
+    tumor in it: controls and unknown status). validation_cases: held out (default: a
+    `validation_fraction` of the real cases, by seed). `synthetic` is an optional folder from
+    `tumorscale synth` whose cases count as real cases with (synthetic) annotations.
+    """
+
+    root: str = ""
+    cache: str = ""
+    real_cases: tuple[str, ...] | None = None
+    healthy_cases: tuple[str, ...] | None = None
+    validation_cases: tuple[str, ...] | None = None
+    validation_fraction: float = 0.2
+    synthetic: str = ""
+    spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
+    hu_window: tuple[float, float] = (-175.0, 250.0)
+    preprocess_workers: int = 1
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """On-the-fly tumor synthesis in healthy cases (ratio = synthetic samples per real sample)."""
+
+    on_the_fly: bool = True
+    ratio: float = 3.0
+    size_mix: tuple[float, float, float] = (4.0, 2.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    network: str = "M"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    organ_classes: bool = False
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "sgd"  # or "adamw"
+    lr: float = 0.01
+    momentum: float = 0.99
+    nesterov: bool = True
+    weight_decay: float = 3e-5
+    poly_exponent: float = 0.9
+    grad_clip: float = 12.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; written into the run folder and every checkpoint."""
+
+    out: str = "run"
+    organs: tuple[str, ...] = ("pancreas",)
+    data: DataConfig = field(default_factory=DataConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    patch_size: tuple[int, int, int] = (96, 96, 96)
+    batch_size: int = 2
+    epochs: int = 1000
+    iterations_per_epoch: int = 250
+    foreground_fraction: float = 1 / 3
+    augment: bool = True
+    amp: str = "bf16"  # bf16 | fp16 | none; only on CUDA
+    compile: bool = False
+    workers: int = 2
+    seed: int = 0
+    checkpoint_every: int = 250
+    validate_every_epochs: int = 50
+    validation_windows_overlap: float = 0.5
+    log_every: int = 10
+    device: str = "auto"
+    benchmark_random_data: bool = False  # model speed only: random tensors, no data loading
+
+    @property
+    def total_iterations(self) -> int:
+        return self.epochs * self.iterations_per_epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples → lists and mappings → dicts, so the config dumps as clean YAML/JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Turn YAML values into the dataclass field's type (lists → tuples, ints → floats, ...)."""
+    text = str(annotation)
+    if value is None:
+        if "None" not in text:
+            raise ValueError(f"{where}: may not be empty")
+        return None
+    if isinstance(value, Mapping) and "Mapping" not in text:
+        raise ValueError(f"{where}: expected a value, got a section")
+    if text.startswith("tuple") or "tuple[" in text:
+        if isinstance(value, str | int | float):
+            value = [value]
+        element = "float" if "float" in text else "int" if "int" in text else "str"
+        return tuple(_scalar(v, element, where) for v in value)
+    for kind in ("bool", "float", "int", "str"):
+        if text == kind:
+            return _scalar(value, kind, where)
+    return value
+
+
+def _scalar(value: Any, kind: str, where: str) -> Any:
+    try:
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError("expected true or false")
+            return value
+        if kind == "float":
+            return float(value)
+        if kind == "int":
+            if isinstance(value, bool) or float(value) != int(value):
+                raise ValueError("expected an integer")
+            return int(value)
+        return str(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {value!r} is not valid ({error})") from error
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{where}.{name}" if where else name
+        default = fields[name].default_factory  # type: ignore[misc]
+        nested = default() if callable(default) else None
+        if dataclasses.is_dataclass(nested):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{key}: expected a section of keys")
+            kwargs[name] = _build(type(nested), value, key)
+        else:
+            kwargs[name] = _coerce(value, fields[name].type, key)
+    return cls(**kwargs)
+
+
+def _apply_override(values: dict[str, Any], override: str) -> None:
+    """Apply one `a.b.c=value` override (value parsed as YAML) to nested dicts."""
+    if "=" not in override:
+        raise ValueError(f"override {override!r} must look like section.key=value")
+    path, text = override.split("=", 1)
+    keys = path.strip().split(".")
+    node = values
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {override!r}: {key} is not a section")
+    node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config (None: all defaults) and apply `section.key=value` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise InputFileError(path, f"cannot read the training config: {error}") from error
+        if not isinstance(loaded, dict):
+            raise InputFileError(path, "the training config must be a mapping of keys")
+        values = loaded
+    for override in overrides:
+        _apply_override(values, override)
+    try:
+        return validate(_build(TrainConfig, values, ""))
+    except ValueError as error:
+        if path is None:
+            raise
+        raise InputFileError(path, str(error)) from error
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Reject values that cannot train, naming the key."""
+    from tumorscale.organs import TUMOR_ORGANS
+
+    unknown = [organ for organ in config.organs if organ not in TUMOR_ORGANS]
+    if unknown or not config.organs:
+        raise ValueError(f"organs: {unknown or 'none'} not among {list(TUMOR_ORGANS)}")
+    checks = {
+        "batch_size": config.batch_size >= 1,
+        "epochs": config.epochs >= 1,
+        "iterations_per_epoch": config.iterations_per_epoch >= 1,
+        "checkpoint_every": config.checkpoint_every >= 1,
+        "patch_size": len(config.patch_size) == 3 and min(config.patch_size) >= 8,
+        "foreground_fraction": 0.0 <= config.foreground_fraction <= 1.0,
+        "synthesis.ratio": config.synthesis.ratio >= 0,
+        "optim.name": config.optim.name in ("sgd", "adamw"),
+        "optim.lr": config.optim.lr > 0,
+        "amp": config.amp in ("bf16", "fp16", "none"),
+        "data.validation_fraction": 0.0 <= config.data.validation_fraction < 1.0,
+        "workers": config.workers >= 0,
+    }
+    bad = [key for key, ok in checks.items() if not ok]
+    if bad:
+        raise ValueError(f"invalid value for {', '.join(bad)}")
+    if not (config.data.root or config.data.cache):
+        raise ValueError("data.root (scans) or data.cache (preprocessed cache) is required")
+    return config
+
+
+def dump_config(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,70 @@
+"""On-the-fly synthesis in a region: tumor in the organ, labelled, with the intended contrast."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.data.conftest import PATCH, PhantomCache
+from tumorscale.data import structure_mask
+from tumorscale.data.synth_patch import max_reach_mm, region_box, synthesize_patch
+
+ORGANS = ("pancreas", "liver", "kidney")
+
+
+def _hu(image: np.ndarray, clip: tuple[float, float]) -> np.ndarray:
+    return image * (clip[1] - clip[0]) + clip[0]
+
+
+def test_region_read_matches_cache_and_pads_with_air(phantom_cache: PhantomCache) -> None:
+    cache = phantom_cache.cache
+    case = phantom_cache.healthy[0]
+    hu, bits = cache.read_case_hu(case)
+    region_hu, region_bits = cache.read_region_hu(case, (-4, 10, 20), (30, 30, 30))
+    np.testing.assert_array_equal(region_hu[4:], hu[:26, 10:40, 20:50])
+    np.testing.assert_array_equal(region_bits[4:], bits[:26, 10:40, 20:50])
+    assert np.all(region_hu[:4] == -1024) and not region_bits[:4].any()
+
+
+def test_region_margin_grows_with_size_class() -> None:
+    reaches = [max_reach_mm("liver", size) for size in ("small", "medium", "large")]
+    assert reaches == sorted(reaches) and reaches[0] > 10.0  # at least a small tumor's radius
+    start, size = region_box((50, 50, 50), PATCH, 30.0, (3.0, 3.0, 3.0))
+    assert size == (68, 68, 68) and start == (16, 16, 16)
+
+
+def test_synthesized_patches_hold_a_tumor_in_the_organ(phantom_cache: PhantomCache) -> None:
+    cache = phantom_cache.cache
+    clip = cache.settings.hu_clip
+    case = phantom_cache.healthy[0]
+    placed = 0
+    for seed in range(12):
+        made = synthesize_patch(cache, case, PATCH, ORGANS, np.random.default_rng(seed),
+                                size_mix=(1.0, 0.0, 0.0))
+        assert made.image.shape == PATCH and made.bits.shape == PATCH
+        if made.skipped:
+            continue
+        placed += 1
+        lesion = structure_mask(made.bits, f"{made.organ}_lesion")
+        organ = structure_mask(made.bits, made.organ)
+        assert lesion.sum() > 10
+        # The tumor is the organ's (its voxels lie in the organ or where it grew).
+        assert np.mean(organ[lesion]) > 0.5
+        # Only this organ's lesion bit is set: a control case had no tumor.
+        others = [o for o in ORGANS if o != made.organ]
+        assert not any(structure_mask(made.bits, f"{o}_lesion").any() for o in others)
+        record = made.record
+        tumor_hu = float(np.median(_hu(made.image, clip)[lesion]))
+        if clip[0] + 20 < tumor_hu < clip[1] - 20:  # not flattened by the window
+            achieved = tumor_hu - record.organ_median_hu
+            assert abs(achieved - record.params.contrast_hu) < 25.0
+            assert np.sign(achieved) == np.sign(record.params.contrast_hu)
+    assert placed >= 9  # skips are rare
+
+
+def test_synthesis_is_deterministic(phantom_cache: PhantomCache) -> None:
+    case = phantom_cache.healthy[1]
+    first = synthesize_patch(phantom_cache.cache, case, PATCH, ORGANS, np.random.default_rng(3))
+    again = synthesize_patch(phantom_cache.cache, case, PATCH, ORGANS, np.random.default_rng(3))
+    np.testing.assert_array_equal(first.image, again.image)
+    np.testing.assert_array_equal(first.bits, again.bits)
+    assert first.record == again.record
