@@ -23,7 +23,7 @@ def _slab_flags(mask: np.ndarray) -> np.ndarray:
     slabs = mask.reshape(mask.shape[0], -1)
     if slabs.flags.c_contiguous and slabs.shape[1] % 8 == 0 and mask.dtype == np.bool_:
         # Eight voxels per 64-bit word: the reduction reads the volume once at full width.
-        return slabs.view(np.uint64).max(axis=1) != 0
+        return np.bitwise_or.reduce(slabs.view(np.uint64), axis=1) != 0
     return slabs.any(axis=1)
 
 

@@ -10,7 +10,6 @@ transforms, which is what makes it fast.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -117,16 +116,17 @@ def _nearest_by_offsets(
     distances = np.full(len(points), np.inf)
     remaining = np.arange(len(points))
     budget = _SEARCH_BUDGET * len(points)
-    for flat_offset, length in zip(flat_offsets, lengths, strict=True):
-        hit = flat_map[positions + flat_offset]
-        if hit.any():
-            distances[remaining[hit]] = length
-            remaining, positions = remaining[~hit], positions[~hit]
-            if remaining.size == 0:
-                break
-        budget -= remaining.size
-        if budget < 0:
-            break
+    start, chunk = 0, 4
+    while start < len(flat_offsets) and remaining.size and budget > 0:
+        # A block of offsets at once: the first hit along each row is the nearest target.
+        block = flat_offsets[start : start + chunk]
+        hits = flat_map[positions[:, None] + block[None, :]]
+        found = hits.any(axis=1)
+        first = hits.argmax(axis=1)[found]
+        distances[remaining[found]] = lengths[start + first]
+        budget -= remaining.size * block.size
+        remaining, positions = remaining[~found], positions[~found]
+        start, chunk = start + block.size, chunk * 2
     return distances, remaining
 
 
@@ -152,28 +152,13 @@ def _nearest_distances_mm(
     return distances
 
 
-# Below this many surfels a second thread costs more than it saves.
-_PARALLEL_MIN_SURFELS = 4000
-
-
-@lru_cache(maxsize=1)
-def _query_threads() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="tumorscale-surface")
-
-
 def _both_directions(
     truth_points: np.ndarray, pred_points: np.ndarray, shape: tuple[int, ...], spacing: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Distances truth→pred and pred→truth; numpy and the k-d tree release the GIL: two threads."""
-    if min(len(truth_points), len(pred_points)) < _PARALLEL_MIN_SURFELS:
-        return (
-            _nearest_distances_mm(truth_points, pred_points, shape, spacing),
-            _nearest_distances_mm(pred_points, truth_points, shape, spacing),
-        )
-    pool = _query_threads()
-    truth_job = pool.submit(_nearest_distances_mm, truth_points, pred_points, shape, spacing)
-    pred_to_truth = _nearest_distances_mm(pred_points, truth_points, shape, spacing)
-    return truth_job.result(), pred_to_truth
+    return (
+        _nearest_distances_mm(truth_points, pred_points, shape, spacing),
+        _nearest_distances_mm(pred_points, truth_points, shape, spacing),
+    )
 
 
 def _sorted(distances: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
