@@ -93,7 +93,7 @@ def test_hand_built_cohort_gives_hand_computed_values(cohort, tmp_path):
     assert float(rows["BDMAP_C3"]["pred_volume_post_mm3"]) == 0.0
     assert rows["BDMAP_U1"]["tumor_status"] == "unknown" and rows["BDMAP_U1"]["dsc"] == ""
     assert rows["BDMAP_C1"]["hd95_mm"] == "0.0"
-    markdown = (tmp_path / "out" / "summary.md").read_text()
+    markdown = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
     assert "| pancreas | 8 (3/3/2) | 44.4" in markdown
 
 

@@ -44,7 +44,7 @@ def atomic_path(final_path: str | Path) -> Iterator[Path]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as temporary:
-        temporary.write_text(text)
+        temporary.write_text(text, encoding="utf-8")  # never the locale: outputs hold ≥, ³, ±
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -171,7 +171,7 @@ def read_split(path: Path | None) -> dict[str, str]:
     if path is None:
         return {}
     try:
-        groups = json.loads(Path(path).read_text())
+        groups = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise DatasetError(path, f"cannot read split file: {error}") from error
     if not isinstance(groups, dict) or not all(

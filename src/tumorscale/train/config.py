@@ -187,7 +187,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
     values: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as error:
             raise InputFileError(path, f"cannot read the training config: {error}") from error
         if not isinstance(loaded, dict):
