@@ -50,7 +50,7 @@ def naive_patches_per_s(data: Path, samples: int) -> float:
     for index in range(samples):
         case = cases[index % len(cases)]
         ct = np.asarray(nib.load(case / "ct.nii.gz").dataobj)
-        lesion = np.asarray(nib.load(case / "segmentations" / "pancreatic_lesion.nii.gz").dataobj)
+        lesion = np.asarray(nib.load(case / "segmentations" / "pancreas_lesion.nii.gz").dataobj)
         corner = [int(rng.integers(0, max(1, n - p))) for n, p in zip(ct.shape, PATCH, strict=True)]
         box = tuple(slice(c, c + p) for c, p in zip(corner, PATCH, strict=True))
         _ = ct[box].astype(np.float32), lesion[box].astype(np.int64)
