@@ -470,3 +470,99 @@ def train(
     if int(os.environ.get("RANK", "0")) == 0:
         final = f"{result.losses[-1]:.4f}" if result.losses else "–"
         stdout.print(f"{result.iterations} iterations, last loss {final}; model: {result.model}")
+
+
+def _check_device(device: str) -> None:
+    """Reject a device string torch cannot parse, or CUDA where there is none, before loading."""
+    import torch
+
+    if device == "auto":
+        return
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"--device {device}: {error}") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available here; use cpu or auto")
+
+
+@app.command()
+def predict(
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="IN", help="A NIfTI CT, a DICOM series folder or an AbdomenAtlas folder."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="Output folder (AbdomenAtlas layout).")
+    ],
+    model: Annotated[Path, typer.Option(help="Model file from `tumorscale train` (model.pt).")],
+    tta: Annotated[
+        bool, typer.Option("--tta/--no-tta", help="Mirror test-time augmentation (8 flips).")
+    ] = True,
+    overlap: Annotated[
+        float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap (fraction).")
+    ] = 0.5,
+    device: Annotated[str, typer.Option(help="'auto' (CUDA if present), 'cpu', 'cuda:0', ...")] = (
+        "auto"
+    ),
+    workers: Annotated[
+        int, typer.Option(min=1, help="Threads reading cases ahead and writing outputs behind.")
+    ] = 1,
+    organ_masks: Annotated[
+        bool, typer.Option("--organ-masks", help="Use IN's organ masks to keep lesions in organs.")
+    ] = False,
+    save_probabilities: Annotated[
+        bool, typer.Option("--save-probabilities", help="Also write float32 tumor probabilities.")
+    ] = False,
+    min_radius_mm: Annotated[
+        float, typer.Option(min=0.0, help="Drop lesions under this equivalent radius (mm); 0: off.")
+    ] = 3.0,
+    restrict_to_organ: Annotated[
+        bool,
+        typer.Option(help="Keep only lesions touching their organ (when an organ mask is known)."),
+    ] = True,
+    quiet: Quiet = False,
+) -> None:
+    """Segment tumors in new CT scans with a trained model.
+
+    Writes `OUT/<case>/segmentations/<organ>_lesion.nii.gz` for every organ the model knows, in
+    each input's own geometry (affine, shape, orientation, header); `predictions.csv` (one row per
+    case × organ: volume mm³, lesions, largest diameter mm, max probability) and
+    `prediction_settings.json`. Reruns skip finished cases; a bad case is reported and skipped
+    (exit code 1 at the end).
+    """
+    from tumorscale.infer import PostprocessOptions, Predictor
+    from tumorscale.infer.batch import predict_folder
+
+    try:
+        _check_device(device)
+        predictor = Predictor(
+            model,
+            device=device,
+            tta=tta,
+            overlap=overlap,
+            postprocess=PostprocessOptions(min_radius_mm, restrict_to_organ),
+            save_probabilities=save_probabilities,
+        )
+        with progress_bar(f"predicting -> {out}", quiet) as progress:
+            report = predict_folder(
+                input_path, out, predictor, organ_masks, workers, progress, model_path=model
+            )
+    except (TumorscaleError, ValueError) as error:
+        raise _fail(error) from error
+    stdout.print(
+        f"{len(report.done)} predicted, {len(report.skipped)} already done, "
+        f"{len(report.failed)} failed -> {report.csv_path}"
+    )
+    if report.other_settings:
+        stderr.print(
+            f"[yellow]{len(report.other_settings)} case(s) in {out} were predicted with other "
+            "settings; they are not in predictions.csv[/]",
+            highlight=False,
+        )
+    for case_id, reason in report.failed:
+        stderr.print(f"[red]failed[/]: {case_id}: {reason}", highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(code=1)
