@@ -566,3 +566,60 @@ def predict(
         stderr.print(f"[red]failed[/]: {case_id}: {reason}", highlight=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(code=1)
+
+
+@app.command("export-nnunet")
+def export_nnunet(
+    data: Annotated[Path, typer.Argument(help="AbdomenAtlas 2.0 folder with real cases.")],
+    out: Annotated[Path, typer.Argument(help="nnU-Net raw folder (nnUNet_raw) to write into.")],
+    dataset_id: Annotated[int, typer.Option(min=1, max=999, help="nnU-Net dataset id.")],
+    name: Annotated[str, typer.Option(help="Dataset name (DatasetXXX_Name).")] = "Tumorscale",
+    synthetic: Annotated[
+        Path | None, typer.Option(help="Offline synthetic cases from `tumorscale synth`.")
+    ] = None,
+    organ: Organs = None,
+    organ_classes: Annotated[bool, typer.Option(help="Also label the organs.")] = False,
+    unknown_as_background: Annotated[
+        bool, typer.Option(help="Export unknown-status organs as tumor-free (not the default).")
+    ] = False,
+    workers: Workers = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Write an nnU-Net v2 raw dataset (imagesTr, labelsTr, dataset.json) from real + synthetic.
+
+    Images are the CTs byte for byte; labels are 0 background and one `<organ>_lesion` label per
+    organ. Only cases whose tumor status is known for every chosen organ are exported. Reruns skip
+    finished cases; the result is checked against nnU-Net's documented format.
+    """
+    from tumorscale.export import check_nnunet_dataset
+    from tumorscale.export import export_nnunet as export
+
+    try:
+        with progress_bar(f"exporting -> {out}", quiet) as progress:
+            report = export(
+                data,
+                out,
+                dataset_id,
+                name,
+                organs=organ or None,
+                synthetic_root=synthetic,
+                organ_classes=organ_classes,
+                workers=workers or 1,
+                progress=progress,
+                unknown_as_background=unknown_as_background,
+            )
+    except (TumorscaleError, ValueError) as error:
+        raise _fail(error) from error
+    for case_id, reason in report.excluded:
+        stderr.print(f"[yellow]excluded[/]: {case_id}: {reason}", highlight=False)
+    for case_id, reason in report.failed:
+        stderr.print(f"[red]failed[/]: {case_id}: {reason}", highlight=False)
+    problems = check_nnunet_dataset(report.folder)
+    for problem in problems:
+        stderr.print(f"[red]format[/]: {problem}", highlight=False)
+    stdout.print(
+        f"{report.num_training} cases ({len(report.written)} written, "
+        f"{len(report.skipped)} already done) -> {report.folder}"
+    )
+    if not report.ok or problems:
+        raise typer.Exit(code=1)
