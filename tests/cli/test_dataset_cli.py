@@ -25,6 +25,16 @@ def test_every_command_has_help() -> None:
         ["dataset", "example"],
         ["phantom"],
         ["demo"],
+        ["evaluate"],
+        ["preprocess"],
+        ["train"],
+        ["predict"],
+        ["export-nnunet"],
+        ["study"],
+        ["study", "plan"],
+        ["study", "run"],
+        ["study", "fit"],
+        ["study", "report"],
     ):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)

@@ -69,10 +69,18 @@ def test_bad_phantom_options_are_clear_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unknown style 'mri'" in result.output
 
 
-def test_demo_prints_the_cohort_summary(tmp_path: Path) -> None:
-    output = invoke("demo", "--cases", "2", "--out", str(tmp_path / "demo"), "--quiet")
-    assert "2 cases" in output and "pancreas" in output and "total" in output
-    assert (tmp_path / "demo" / "BDMAP_00000002" / "ct.nii.gz").is_file()
+def test_quick_demo_runs_a_study_end_to_end(tmp_path: Path) -> None:
+    """`tumorscale demo --quick`: phantoms → plan → 4 runs → fit → self-contained HTML report."""
+    output = invoke("demo", "--quick", "--out", str(tmp_path / "demo"), "--quiet")
+    study = tmp_path / "demo" / "study"
+    html = study / "report" / "report.html"
+    assert "report:" in output and html.is_file()
+    text = html.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") >= 5 and "http://" not in text
+    runs = (study / "results" / "runs.csv").read_text(encoding="utf-8").splitlines()
+    conditions = {line.split(",")[2] for line in runs[1:]}
+    assert {"real-only", "real+3x-synthetic"} <= conditions
+    assert (study / "results" / "fit.json").is_file()
 
 
 @pytest.mark.network

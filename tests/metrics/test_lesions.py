@@ -258,3 +258,11 @@ def test_match_arrays_are_read_only() -> None:
     match = LesionMatch([12.0], [True], [12.0], [True])
     with pytest.raises(ValueError):
         match.truth_detected[0] = False
+
+
+def test_line_shaped_arrays_with_several_lesions():
+    """cc3d 4.1 raises on arrays with two axes of length 1; the labelling must not."""
+    line = np.zeros((1, 1, 9), bool)
+    line[0, 0, [1, 2, 5, 8]] = True
+    match = match_lesions(line, line, (1.0, 1.0, 1.0))
+    assert match.n_truth == 3 and match.recall == 1.0

@@ -157,8 +157,11 @@ def _uncertain_boxes(probabilities: torch.Tensor, taps: Sequence[Taps],
         out = [rows]
         for (lower, upper, _), b in zip(taps[1:], box[1:], strict=True):
             touches = np.flatnonzero((upper >= b.start) & (lower < b.stop))
+            if touches.size == 0:  # only source voxels that no output voxel samples (the edges)
+                break
             out.append(slice(int(touches[0]), int(touches[-1]) + 1))
-        boxes.append(tuple(out))
+        else:
+            boxes.append(tuple(out))
     return boxes
 
 

@@ -49,9 +49,15 @@ def check_masks(*masks: np.ndarray) -> None:
 
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """26-connected labels (0 = background) and the voxel count of each label 1..N."""
+    # cc3d 4.1 fails on line-shaped arrays (two axes of length 1): pad those axes, then crop.
+    pad = [(1, 1) if size == 1 else (0, 0) for size in mask.shape]
+    padded = np.pad(mask.astype(bool, copy=False), pad) if any(p != (0, 0) for p in pad) else mask
     labels, count = cc3d.connected_components(
-        mask.astype(bool, copy=False), connectivity=26, return_N=True
+        padded.astype(bool, copy=False), connectivity=26, return_N=True
     )
+    labels = labels[
+        tuple(slice(low, low + size) for (low, _), size in zip(pad, mask.shape, strict=True))
+    ]
     voxel_counts = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     return labels, voxel_counts
 

@@ -1,0 +1,132 @@
+"""The demo (what `make demo` runs): a miniature scaling study on phantoms, end to end.
+
+Phantom cohorts (annotated cases with reference tumors and tumor-free controls, plus an
+out-of-distribution cohort in a second scanner style) → a study of real-subset sizes × {real only,
+real + 3× synthetic} with the `tiny` network at 4 mm → fit → HTML report. Small on purpose so it
+finishes on a 2-core laptop; whatever the curves show is reported as measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tumorscale.phantom import PhantomOptions, write_cohort
+from tumorscale.study.executors import StudyProgress, run_study
+from tumorscale.study.plan import load_plan, make_plan
+from tumorscale.study.spec import load_study
+
+ORGANS = ("liver",)  # the largest organ: a 4 mm demo can learn its tumors in minutes
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo is: cohort sizes, real-subset counts and training iterations per run."""
+
+    data_cases: int
+    ood_cases: int
+    id_test_cases: int
+    real_counts: tuple[int, ...]
+    iterations: int
+    bootstrap: int
+
+
+FULL = DemoSize(data_cases=24, ood_cases=6, id_test_cases=6, real_counts=(2, 4, 8, 16),
+                iterations=300, bootstrap=1000)  # fmt: skip
+QUICK = DemoSize(data_cases=10, ood_cases=3, id_test_cases=3, real_counts=(2, 4),
+                 iterations=60, bootstrap=200)  # fmt: skip
+
+
+def _phantoms(style: str) -> PhantomOptions:
+    # A fixed 80×64×40 grid (about 5 mm voxels): anatomy and HU as usual, at demo resolution.
+    return PhantomOptions(shape=(80, 64, 40), tumor_fraction=0.6, female_fraction=0.0,
+                          tumor_organs=ORGANS, style=style)  # fmt: skip
+
+
+def study_description(folder: Path, size: DemoSize) -> dict[str, object]:
+    """The demo's study file, as a user would write it (saved next to the study)."""
+    return {
+        "name": "tumorscale-demo",
+        "data": str(folder / "phantoms"),
+        "organs": list(ORGANS),
+        "real_counts": list(size.real_counts),
+        "conditions": [
+            {"name": "real-only", "synthetic_ratio": 0},
+            {"name": "real+3x-synthetic", "synthetic_ratio": 3},
+        ],
+        "seeds": [0],
+        "study_seed": 0,
+        "id_test": {"name": "in_distribution", "count": size.id_test_cases},
+        "ood_tests": {"out_of_distribution": str(folder / "phantoms-ood")},
+        "compute": {"policy": "fixed", "iterations": size.iterations},
+        "train": {
+            "model.network": "tiny",
+            "patch_size": [32, 32, 32],
+            "data.spacing_mm": [4, 4, 4],
+            "optim.name": "adamw",  # converges in hundreds of iterations, unlike SGD 0.99
+            "optim.lr": 0.003,
+            "augment": False,  # too few iterations for augmentation to pay off
+            "workers": 0,
+            "log_every": 5,
+            "checkpoint_every": 25,
+        },
+        "predict": {"tta": False, "overlap": 0.25, "window_batch_size": 4},
+        "evaluation": {"bootstrap_resamples": min(size.bootstrap, 500)},
+    }
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    study: Path
+    report_html: Path
+    headline: list[str]
+
+
+def _headline(fit_md: Path, limit: int = 8) -> list[str]:
+    """The bullets of fit.md's "Headlines" section, without Markdown emphasis."""
+    lines = fit_md.read_text("utf-8").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == "## Headlines"), None)
+    if start is None:
+        return []
+    bullets = []
+    for line in lines[start + 1 :]:
+        if line.startswith("#"):
+            break
+        if line.startswith("- "):
+            bullets.append(line[2:].replace("**", ""))
+    return bullets[:limit]
+
+
+def run_demo(
+    folder: Path,
+    quick: bool = False,
+    progress: StudyProgress | None = None,
+    log: Callable[[str], None] = lambda text: None,
+) -> DemoResult:
+    """Generate the cohorts, plan and run the study, fit and report; resumable like a study."""
+    from tumorscale.study.fit import run_fit
+    from tumorscale.study.report import run_report
+
+    size = QUICK if quick else FULL
+    folder.mkdir(parents=True, exist_ok=True)
+    log(f"phantoms: {size.data_cases} annotated cases and {size.ood_cases} out-of-distribution")
+    write_cohort(folder / "phantoms", size.data_cases, seed=1, options=_phantoms("standard"))
+    write_cohort(folder / "phantoms-ood", size.ood_cases, seed=2, options=_phantoms("ood"))
+    study_file = folder / "study.yaml"
+    study_file.write_text(yaml.safe_dump(study_description(folder, size), sort_keys=False))
+    study = folder / "study"
+    if not (study / "plan.yaml").exists():
+        make_plan(load_study(study_file), study)
+    plan = load_plan(study)
+    log(f"study: {len(plan.runs)} runs (real-subset sizes {list(size.real_counts)} × 2 conditions)")
+    outcome = run_study(study, "local", progress=progress)
+    if outcome.failed:
+        failed = ", ".join(f"{f.run_id} ({f.step}: {f.error})" for f in outcome.failed)
+        raise RuntimeError(f"demo runs failed: {failed}; rerun `tumorscale demo` to resume")
+    log("fitting the scaling laws and writing the report")
+    _, fit_md = run_fit(study, n_bootstrap=size.bootstrap, seed=0)
+    paths = run_report(study)
+    return DemoResult(study, paths.html, _headline(fit_md))

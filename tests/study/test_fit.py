@@ -1,0 +1,297 @@
+"""Scaling-law fits: parameter recovery, n*, extrapolation flags, savings, pooled metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tumorscale.metrics.summary import summarize_rows
+from tumorscale.study.fit import (
+    ALL_ORGANS,
+    fit_log_linear,
+    fit_saturating_power_law,
+    fit_study,
+    n_at_fraction,
+    n_for_value,
+    power_law,
+    run_fit,
+    run_metrics,
+    write_fit,
+)
+
+COUNTS = (60, 120, 278, 500, 1000, 1500, 3159)
+PARAMETER_SETS = [(0.60, 2.0, 0.5), (0.80, 30.0, 1.0), (0.90, 0.5, 0.2)]
+
+
+def _run_rows(
+    run_id: str, n_real: int, ratio: float, seed: int, test_set: str, dsc: np.ndarray
+) -> list[dict[str, object]]:
+    """One run's rows: a positive case per DSC value (as strings, like the CSV) plus 2 controls."""
+    run = {"run_id": run_id, "n_real": str(n_real), "condition": f"r{ratio:g}",
+           "synthetic_ratio": str(ratio), "seed": str(seed), "test_set": test_set}  # fmt: skip
+    rows = []
+    for k, score in enumerate(dsc):
+        detected, text = int(score > 0.5), repr(float(score))
+        rows.append(run | {"case_id": f"case{k:03d}", "organ": "pancreas", "tumor_status":
+                           "positive", "error": "", "dsc": text, "nsd": text,
+                           "predicted_positive": str(score > 0.3), "truth_lesions": "1",
+                           "detected_lesions": str(detected)})  # fmt: skip
+    for k in range(2):
+        rows.append(run | {"case_id": f"ctrl{k}", "organ": "pancreas", "tumor_status": "control",
+                           "error": "", "dsc": "", "nsd": "", "predicted_positive": "False",
+                           "truth_lesions": "0", "detected_lesions": "0"})  # fmt: skip
+    return rows
+
+
+def study_rows(
+    laws: dict[float, tuple[float, float, float]],
+    rng: np.random.Generator,
+    counts: tuple[int, ...] = COUNTS,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    cases: int = 40,
+    case_sd: float = 0.0,
+    noise_sd: float = 0.0,
+    test_set: str = "id",
+) -> list[dict[str, object]]:
+    """Per-case rows whose mean DSC per run follows `laws[ratio]` plus case and run noise.
+
+    Each case has a fixed difficulty (shared by every run, as a real test set), each run adds
+    independent per-case noise; the seed mean over cases is the law plus sampling error.
+    """
+    difficulty = rng.normal(0.0, case_sd, cases)
+    rows = []
+    for ratio, (a, b, c) in laws.items():
+        for n in counts:
+            for seed in seeds:
+                dsc = power_law(n, a, b, c) + difficulty + rng.normal(0.0, noise_sd, cases)
+                rows += _run_rows(f"r{ratio:g}-n{n}-s{seed}", n, ratio, seed, test_set, dsc)
+    return rows
+
+
+def _fit_of(study, metric="dsc", ratio=0.0, test_set="id"):
+    return next(
+        f
+        for f in study.fits
+        if (f.metric, f.synthetic_ratio, f.test_set) == (metric, ratio, test_set)
+    )
+
+
+@pytest.mark.parametrize(("a", "b", "c"), PARAMETER_SETS)
+def test_fit_recovers_exact_parameters(a: float, b: float, c: float) -> None:
+    fit = fit_saturating_power_law(COUNTS, power_law(np.array(COUNTS, float), a, b, c))
+    assert fit.converged, fit.reason
+    assert (fit.a, fit.b, fit.c) == pytest.approx((a, b, c), rel=1e-4)
+
+
+@pytest.mark.parametrize(("a", "b", "c"), PARAMETER_SETS)
+@pytest.mark.parametrize("noise", [0.005, 0.02])
+def test_fit_recovers_parameters_from_noisy_curves(
+    a: float, b: float, c: float, noise: float
+) -> None:
+    rng = np.random.default_rng(7)
+    n = np.array(COUNTS, float)
+    truth = power_law(n, a, b, c)
+    plateaus, n95, curve_errors = [], [], []
+    for _ in range(40):
+        fit = fit_saturating_power_law(n, truth + rng.normal(0, noise, n.size))
+        plateaus.append(fit.a)
+        n95.append(float(n_at_fraction(fit.a, fit.b, fit.c, 0.95)))
+        curve_errors.append(np.abs(fit.predict(n) - truth).max())
+    # The median plateau and fitted curve are within ~noise of the truth.
+    assert abs(np.median(plateaus) - a) < 1.5 * noise
+    assert np.median(curve_errors) < noise
+    true_n95 = float(n_at_fraction(a, b, c, 0.95))
+    if true_n95 < 2 * max(COUNTS):  # n95 far beyond the data (set 3: 169,000) is not identified
+        assert 0.5 < np.median(n95) / true_n95 < 2.0
+
+
+def test_bootstrap_intervals_cover_the_truth_in_most_trials() -> None:
+    a, b, c = 0.62, 3.0, 0.6
+    covered = {"a": 0, "n95": 0}
+    trials = 10
+    true_n95 = float(n_at_fraction(a, b, c, 0.95))
+    for trial in range(trials):
+        rows = study_rows({0.0: (a, b, c)}, np.random.default_rng(100 + trial),
+                          case_sd=0.08, noise_sd=0.05)  # fmt: skip
+        fit = _fit_of(fit_study(rows, metrics=("dsc",), n_bootstrap=200, seed=trial))
+        covered["a"] += fit.a.ci_low <= a <= fit.a.ci_high
+        n95 = fit.n_at["0.95"]
+        covered["n95"] += n95.ci_low <= true_n95 <= n95.ci_high
+    assert covered["a"] >= 7 and covered["n95"] >= 7, covered
+
+
+def test_n_star_formula_and_inverse() -> None:
+    a, b, c, q = 0.6, 2.0, 0.5, 0.95
+    expected = (b / ((1 - q) * a)) ** (1 / c)
+    assert float(n_at_fraction(a, b, c, q)) == pytest.approx(expected, rel=1e-12)
+    assert float(power_law(expected, a, b, c)) == pytest.approx(q * a, rel=1e-12)
+    assert float(n_for_value(a, b, c, 0.5)) == pytest.approx((b / 0.1) ** 2, rel=1e-12)
+    assert math.isnan(float(n_for_value(a, b, c, 0.7)))  # above the plateau: never reached
+    assert float(n_for_value(a, 0.0, c, 0.5)) == 0.0  # flat curve already above the target
+
+
+def test_extrapolation_flags() -> None:
+    # n95 = (2 / (0.05·0.6))^2 ≈ 4,444: beyond 3,159; measured only to 500, n99 far beyond.
+    rows = study_rows({0.0: (0.6, 2.0, 0.5)}, np.random.default_rng(0), counts=(60, 120, 278, 500))
+    fit = _fit_of(fit_study(rows, metrics=("dsc",), n_bootstrap=50))
+    assert fit.n_at["0.95"].value == pytest.approx(4444.4, rel=1e-3)
+    assert fit.n_at["0.95"].extrapolated is True
+    assert fit.plateau_extrapolated is True and fit.saturated["value"] is False
+    # A fast curve (c = 2): n95 = (27 / 0.03)^(1/2) = 30, below the first count.
+    rows = study_rows({0.0: (0.6, 27.0, 2.0)}, np.random.default_rng(0))
+    fast = _fit_of(fit_study(rows, metrics=("dsc",), n_bootstrap=50))
+    assert fast.n_at["0.95"].value == pytest.approx(30.0, rel=1e-3)
+    assert fast.n_at["0.95"].extrapolated is True
+    # c = 1, b = 10: n95 ≈ 333 and n99 ≈ 1,667, both measured.
+    rows = study_rows({0.0: (0.6, 10.0, 1.0)}, np.random.default_rng(0))
+    inside = _fit_of(fit_study(rows, metrics=("dsc",), n_bootstrap=50))
+    assert inside.n_at["0.95"].value == pytest.approx(333.3, rel=1e-3)
+    assert inside.n_at["0.95"].extrapolated is False
+    assert inside.n_at["0.99"].extrapolated is False
+    assert inside.saturated["value"] is True and inside.plateau_extrapolated is False
+
+
+def test_savings_ratio_of_a_curve_shifted_by_three_in_n() -> None:
+    a, b, c = 0.6, 2.0, 0.5
+    # synthetic(n) = real(3n): the same law with b·3^(−c).
+    rows = study_rows({0.0: (a, b, c), 3.0: (a, b * 3**-c, c)}, np.random.default_rng(1),
+                      counts=(60, 278, 500, 1500, 3159))  # fmt: skip
+    study = fit_study(rows, metrics=("dsc",), n_bootstrap=50)
+    savings = [s for s in study.savings if s.metric == "dsc"]
+    assert {s.target_kind for s in savings} == {"real_only_at_n", "plateau"}
+    for saving in savings:
+        assert saving.ratio.value == pytest.approx(3.0, rel=1e-3)
+        assert saving.condition == "r3" and saving.baseline_condition == "r0"
+    at_1500 = next(s for s in savings if s.target_parameter == 1500)
+    assert at_1500.n_real_only.value == 1500
+    assert at_1500.n_with_synthetic.value == pytest.approx(500, rel=1e-3)
+    assert not at_1500.extrapolated
+    plateau = next(s for s in savings if s.target_kind == "plateau" and s.target_parameter == 0.99)
+    assert plateau.n_real_only.extrapolated is True  # n99 ≈ 1.1e5, far past 3,159
+
+
+def test_paired_resamples_make_identical_conditions_identical() -> None:
+    rows = study_rows({0.0: (0.6, 2.0, 0.5)}, np.random.default_rng(2), case_sd=0.1, noise_sd=0.05)
+    twin = [r | {"synthetic_ratio": "1", "condition": "twin",
+                 "run_id": f"t{r['run_id']}"} for r in rows]  # fmt: skip
+    study = fit_study(rows + twin, metrics=("dsc",), n_bootstrap=100)
+    for saving in study.savings:
+        assert (saving.ratio.value, saving.ratio.ci_low, saving.ratio.ci_high) == pytest.approx(
+            (1.0, 1.0, 1.0)
+        )
+
+
+def _hand_rows() -> list[dict[str, object]]:
+    def row(case, organ, status, **values):
+        base = {"case_id": case, "organ": organ, "tumor_status": status, "error": "", "dsc": "",
+                "nsd": "", "hd95_mm": "", "msd_mm": "", "pred_volume_post_mm3": 0.0,
+                "predicted_positive": False, "truth_lesions": 0, "detected_lesions": 0,
+                "pred_lesions": 0, "matched_pred_lesions": 0, "group": "all"}  # fmt: skip
+        return base | values
+
+    return [
+        row("c1", "liver", "positive", dsc=0.8, nsd=0.9, pred_volume_post_mm3=500.0,
+            predicted_positive=True, truth_lesions=3, detected_lesions=2),
+        row("c1", "pancreas", "positive", dsc=0.0, nsd=0.1, truth_lesions=1),
+        row("c2", "liver", "control", dsc=1.0, nsd=1.0),
+        row("c2", "pancreas", "control", dsc=0.0, nsd=0.0, pred_volume_post_mm3=80.0,
+            predicted_positive=True, pred_lesions=1),
+        row("c3", "liver", "unknown"),
+        row("c3", "pancreas", "positive", dsc=0.5, nsd=0.7, pred_volume_post_mm3=90.0,
+            predicted_positive=True, truth_lesions=2, detected_lesions=2),
+        row("c4", "liver", "unknown", error="bad file", dsc=0.99, truth_lesions=5),
+    ]  # fmt: skip
+
+
+def test_pooled_metrics_equal_the_evaluate_summary() -> None:
+    rows = _hand_rows()
+    ours = run_metrics(rows)
+    summary = summarize_rows(rows, threshold_mm3=0.0, seed=0, resamples=10)
+    assert ours["dsc"] == pytest.approx(summary["dsc"]["mean"])  # (0.8 + 0 + 0.5) / 3
+    assert ours["nsd"] == pytest.approx(summary["nsd"]["mean"])
+    assert ours["t_sen"] == pytest.approx(summary["lesions"]["t_sen"]["value"])  # 4 / 6
+    assert ours["p_sen"] == pytest.approx(summary["patients"]["p_sen"]["value"])  # 2 / 3
+    assert ours["spe"] == pytest.approx(summary["patients"]["spe"]["value"])  # 1 / 2
+    assert (ours["dsc"], ours["t_sen"], ours["spe"]) == pytest.approx((1.3 / 3, 4 / 6, 0.5))
+    liver = [r for r in rows if r["organ"] == "liver"]
+    assert run_metrics(liver)["p_sen"] == pytest.approx(1.0)
+
+
+def test_study_points_are_seed_means_of_pooled_run_metrics() -> None:
+    run = {"n_real": 10, "condition": "real", "synthetic_ratio": 0, "test_set": "id"}
+    rows = []
+    for n in (10, 20, 40):
+        for seed in (0, 1):
+            rows += [r | run | {"n_real": n, "seed": seed, "run_id": f"{n}-{seed}"}
+                     for r in _hand_rows()[: 4 + 3 * seed]]  # fmt: skip
+    study = fit_study(rows, n_bootstrap=20)
+    expected = {m: (run_metrics(_hand_rows()[:4])[m] + run_metrics(_hand_rows())[m]) / 2
+                for m in ("dsc", "t_sen", "p_sen", "spe")}  # fmt: skip
+    for metric, value in expected.items():
+        assert [p.value for p in _fit_of(study, metric).points] == pytest.approx([value] * 3)
+    pancreas = fit_study(rows, organ="pancreas", metrics=("dsc",), n_bootstrap=20)
+    # seed 0: c1 0.0; seed 1: c1 0.0 and c3 0.5 → mean of 0.0 and 0.25
+    assert _fit_of(pancreas).points[0].value == pytest.approx(0.125)
+
+
+def test_non_convergence_is_reported_not_raised(tmp_path: Path) -> None:
+    few = fit_saturating_power_law([60, 500], [0.4, 0.5])
+    assert not few.converged and "at least 3 distinct n" in few.reason
+    rising = fit_saturating_power_law([60, 278, 500, 1500], [0.1, 0.2, 0.3, 0.4])
+    assert not rising.converged and "upper bound" in rising.reason
+    rows = study_rows({0.0: (0.6, 2.0, 0.5), 3.0: (0.6, 1.0, 0.5)}, np.random.default_rng(0),
+                      counts=(60, 500))  # fmt: skip
+    study = fit_study(rows, metrics=("dsc",), n_bootstrap=20)
+    fit = _fit_of(study)
+    assert not fit.fit.converged and fit.a.value is None and fit.n_at["0.95"].value is None
+    assert fit.saturated["value"] is None and study.savings == []
+    json_path, md_path = write_fit(study, tmp_path)
+    data = json.loads(json_path.read_text(), parse_constant=pytest.fail)  # no NaN in the JSON
+    assert data["fits"][0]["power_law"]["converged"] is False
+    assert "at least 3 distinct n" in md_path.read_text(encoding="utf-8")
+
+
+def test_log_linear_fit() -> None:
+    n = np.array([10.0, 100.0, 1000.0])
+    assert fit_log_linear(n, 0.1 * np.log10(n) + 0.2) == pytest.approx((0.1, 0.2))
+    assert all(math.isnan(v) for v in fit_log_linear([10.0], [0.3]))
+
+
+def test_same_seed_same_output_other_seed_other_intervals() -> None:
+    rows = study_rows({0.0: (0.6, 2.0, 0.5), 3.0: (0.6, 1.0, 0.5)}, np.random.default_rng(3),
+                      case_sd=0.05, noise_sd=0.05)  # fmt: skip
+    first = fit_study(rows, n_bootstrap=60, seed=5).to_dict()
+    assert fit_study(list(reversed(rows)), n_bootstrap=60, seed=5).to_dict() == first
+    other = fit_study(rows, n_bootstrap=60, seed=6).to_dict()
+    assert (
+        other["fits"][0]["power_law"]["a"]["value"] == first["fits"][0]["power_law"]["a"]["value"]
+    )
+    assert (
+        other["fits"][0]["power_law"]["a"]["ci_low"] != first["fits"][0]["power_law"]["a"]["ci_low"]
+    )
+
+
+def test_run_fit_reads_per_case_csv_and_writes_json_and_markdown(tmp_path: Path) -> None:
+    rows = study_rows({0.0: (0.6, 2.0, 0.5), 3.0: (0.6, 2.0 * 3**-0.5, 0.5)},
+                      np.random.default_rng(4), case_sd=0.05, noise_sd=0.02)  # fmt: skip
+    rows += [r | {"organ": "liver"} for r in rows]
+    results = tmp_path / "results"
+    results.mkdir()
+    with (results / "per_case.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    json_path, md_path = run_fit(tmp_path, n_bootstrap=30, seed=0)
+    data = json.loads(json_path.read_text(encoding="utf-8"), parse_constant=pytest.fail)
+    assert {f["organ"] for f in data["fits"]} == {ALL_ORGANS, "liver", "pancreas"}
+    assert len(data["fits"]) == 3 * 5 * 2  # organ selections × metrics × conditions
+    dsc = next(f for f in data["fits"] if f["metric"] == "dsc" and f["organ"] == ALL_ORGANS)
+    assert set(dsc["n_at"]) == {"0.95", "0.99"} and len(dsc["band"]["n_real"]) == 40
+    assert dsc["points"][0]["n_seeds"] == 3
+    text = md_path.read_text(encoding="utf-8")
+    assert "Real only reaches 95% of its DSC plateau" in text and "(extrapolated)" in text
