@@ -101,8 +101,33 @@ def _frozen_array(values: object, dtype: type) -> np.ndarray:
     return array
 
 
+class _DetectionRates:
+    """Recall, precision and F1 from the four lesion counts (None where undefined, never NaN)."""
+
+    n_truth: int
+    n_detected: int
+    n_pred: int
+    n_pred_matched: int
+
+    @property
+    def recall(self) -> float | None:
+        """Detected truth lesions / truth lesions; None without truth lesions."""
+        return _ratio(self.n_detected, self.n_truth)
+
+    @property
+    def precision(self) -> float | None:
+        """Matched predicted components / predicted components; None without predictions."""
+        return _ratio(self.n_pred_matched, self.n_pred)
+
+    @property
+    def f1(self) -> float | None:
+        """Harmonic mean of recall and precision; 0.0 when only one side has lesions, None when
+        neither has any."""
+        return _f1(self.n_truth, self.n_pred, self.recall, self.precision)
+
+
 @dataclass(frozen=True, eq=False)
-class LesionMatch:
+class LesionMatch(_DetectionRates):
     """Lesion matching of one case (one organ).
 
     Truth lesions and predicted components appear in cc3d label order (raster order of each
@@ -143,22 +168,6 @@ class LesionMatch:
     @property
     def n_pred_matched(self) -> int:
         return int(np.count_nonzero(self.pred_matched))
-
-    @property
-    def recall(self) -> float | None:
-        """Detected truth lesions / truth lesions; None without truth lesions."""
-        return _ratio(self.n_detected, self.n_truth)
-
-    @property
-    def precision(self) -> float | None:
-        """Matched predicted components / predicted components; None without predictions."""
-        return _ratio(self.n_pred_matched, self.n_pred)
-
-    @property
-    def f1(self) -> float | None:
-        """Harmonic mean of recall and precision; 0.0 when only one side has lesions, None when
-        neither has any."""
-        return _f1(self.n_truth, self.n_pred, self.recall, self.precision)
 
     def detected_by_size(self) -> dict[str, tuple[int, int]]:
         """(detected, total) truth lesions per size bin of `sizes.SIZE_BINS_MM`, every bin."""
@@ -209,7 +218,7 @@ def match_lesions(
 
 
 @dataclass(frozen=True)
-class LesionCounts:
+class LesionCounts(_DetectionRates):
     """Lesion counts pooled over cases; `recall` is the tumor-wise sensitivity (T-Sen)."""
 
     n_truth: int
@@ -217,18 +226,6 @@ class LesionCounts:
     n_pred: int
     n_pred_matched: int
     by_size: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # bin: (detected, total)
-
-    @property
-    def recall(self) -> float | None:
-        return _ratio(self.n_detected, self.n_truth)
-
-    @property
-    def precision(self) -> float | None:
-        return _ratio(self.n_pred_matched, self.n_pred)
-
-    @property
-    def f1(self) -> float | None:
-        return _f1(self.n_truth, self.n_pred, self.recall, self.precision)
 
     def detected_by_size(self) -> dict[str, tuple[int, int]]:
         """(detected, total) truth lesions per size bin, every bin of `sizes.SIZE_BINS_MM`."""
