@@ -26,7 +26,7 @@ def test_six_phantoms_and_their_summary(tmp_path: Path) -> None:
     out = tmp_path / "ph"
     invoke("phantom", str(out), "--cases", "6", "--seed", "0", "--quiet")
     info = json.loads(invoke("dataset", "info", str(out), "--json"))
-    manifest = json.loads((out / "phantom_manifest.json").read_text())["cases"]
+    manifest = json.loads((out / "phantom_manifest.json").read_text(encoding="utf-8"))["cases"]
     females = sum(case["sex"] == "F" for case in manifest)
     assert info["cases"] == 6
     for organ in TUMOR_ORGANS:

@@ -39,7 +39,7 @@ def test_synth_then_qa_on_phantoms(tmp_path: Path) -> None:
     ]
     output = invoke(*args)
     assert "2 synthetic cases written" in output
-    rows = list(csv.DictReader((out / "synthesis.csv").open()))
+    rows = list(csv.DictReader((out / "synthesis.csv").open(encoding="utf-8")))
     inserted = [row for row in rows if not row["skipped"]]
     assert {row["organ"] for row in inserted} == {"liver", "pancreas"}
     for row in inserted:

@@ -49,7 +49,7 @@ def test_settings_round_trip_and_validation() -> None:
 
 def test_cache_records_settings_and_bit_table(built: tuple[Path, PreprocessedCache]) -> None:
     _, cache = built
-    record = json.loads((cache.root / "settings.json").read_text())
+    record = json.loads((cache.root / "settings.json").read_text(encoding="utf-8"))
     assert record["structures"] == list(STRUCTURES)
     assert record["bits_dtype"] == "uint64"
     assert cache.settings.spacing_mm == (3.0, 3.0, 3.0)

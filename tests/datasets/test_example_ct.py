@@ -319,7 +319,7 @@ def test_incomplete_existing_case_is_refused(tmp_path: Path, fake_sdist: dict) -
     (case / "segmentations" / "notes.txt").write_text("mine")
     with pytest.raises(FetchError, match="not a complete example case"):
         fetch_example_ct(tmp_path / "out", cache=tmp_path / "cache")
-    assert (case / "segmentations" / "notes.txt").read_text() == "mine"
+    assert (case / "segmentations" / "notes.txt").read_text(encoding="utf-8") == "mine"
     with pytest.raises(ValueError, match="plain folder name"):
         fetch_example_ct(tmp_path / "out", cache=tmp_path / "cache", case_id="../x")
 

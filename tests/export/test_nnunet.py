@@ -63,7 +63,7 @@ def test_export_is_a_valid_nnunet_dataset(exported, cohort: tuple[Path, Path]) -
     assert exported.ok and not exported.excluded
     assert exported.folder.name == "Dataset501_Tumorscale"
     assert check_nnunet_dataset(exported.folder) == []
-    meta = json.loads((exported.folder / "dataset.json").read_text())
+    meta = json.loads((exported.folder / "dataset.json").read_text(encoding="utf-8"))
     assert meta["channel_names"] == {"0": "CT"}
     assert meta["labels"] == {
         "background": 0, "pancreas_lesion": 1, "liver_lesion": 2, "kidney_lesion": 3
@@ -151,7 +151,7 @@ def test_synthesize_dataset_output_exports(tmp_path: Path) -> None:
         label = nib.load(report.folder / "labelsTr" / f"{case_id}.nii.gz")
         np.testing.assert_array_equal(np.asanyarray(label.dataobj) == 1, lesion)
         assert lesion.any()
-    meta = json.loads((report.folder / "dataset.json").read_text())
+    meta = json.loads((report.folder / "dataset.json").read_text(encoding="utf-8"))
     assert set(meta["tumorscale"]["synthetic_cases"]) == set(batch.written)
 
 
@@ -173,7 +173,7 @@ def test_organ_classes_lesion_wins_over_organ(make_case: CaseMaker, tmp_path: Pa
     report = export_nnunet(tmp_path / "data", tmp_path / "out", 7, name="Liver",
                            organs=["liver"], organ_classes=True)
     assert report.written == ["BDMAP_00000001"]
-    meta = json.loads((report.folder / "dataset.json").read_text())
+    meta = json.loads((report.folder / "dataset.json").read_text(encoding="utf-8"))
     assert meta["labels"] == {"background": 0, "liver_lesion": 1, "liver": 2}
     label = np.asanyarray(nib.load(report.folder / "labelsTr" / "BDMAP_00000001.nii.gz").dataobj)
     liver = np.asanyarray(nib.load(folder / "segmentations" / "liver.nii.gz").dataobj) > 0
@@ -195,7 +195,7 @@ def test_unknown_status_is_excluded_unless_opted_in(make_case: CaseMaker, tmp_pa
         data, tmp_path / "out2", 8, organs=["liver", "uterus"], unknown_as_background=True
     )
     assert loose.written == ["BDMAP_00000001", "BDMAP_00000002"]
-    meta = json.loads((loose.folder / "dataset.json").read_text())
+    meta = json.loads((loose.folder / "dataset.json").read_text(encoding="utf-8"))
     assert meta["tumorscale"]["unknown_as_background"] == {"BDMAP_00000002": ["uterus"]}
     assert check_nnunet_dataset(loose.folder) == []
 
@@ -275,7 +275,7 @@ def valid_dataset(make_case: CaseMaker, tmp_path: Path) -> Path:
 
 
 def _edit_json(folder: Path, change: Callable[[dict], None]) -> None:
-    meta = json.loads((folder / "dataset.json").read_text())
+    meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
     change(meta)
     (folder / "dataset.json").write_text(json.dumps(meta))
 

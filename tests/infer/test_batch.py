@@ -210,9 +210,9 @@ def test_csv_and_records_hold_the_written_masks_numbers(tmp_path: Path) -> None:
     expected_diameter = equivalent_diameter_mm(8 * 6 * 4 * voxel_mm3)
     assert float(row["largest_diameter_mm"]) == pytest.approx(expected_diameter)
     assert 0.99 < float(row["max_probability"]) <= 1.0
-    record = json.loads((out / "BDMAP_00000001" / RECORD_NAME).read_text())
+    record = json.loads((out / "BDMAP_00000001" / RECORD_NAME).read_text(encoding="utf-8"))
     assert record["files"] == ["BDMAP_00000001/segmentations/liver_lesion.nii.gz"]
-    settings = json.loads((out / SETTINGS_NAME).read_text())
+    settings = json.loads((out / SETTINGS_NAME).read_text(encoding="utf-8"))
     assert settings["tta"] is False and settings["overlap"] == 0.5
     assert settings["postprocess"] == {"min_radius_mm": 0.0, "restrict_to_organ": True}
     assert settings["spec"]["class_names"] == ["background", "liver_lesion"]
@@ -225,7 +225,7 @@ def test_min_radius_drops_the_small_lesion_and_is_recorded(tmp_path: Path) -> No
     predict_folder(data, out, stub_predictor(postprocess=PostprocessOptions(min_radius_mm=3.0)))
     (row,) = read_rows(out)
     assert int(row["n_lesions"]) == 1  # the 3x3x2-voxel lesion: radius 2.4 mm < 3 mm
-    record = json.loads((out / "BDMAP_00000001" / RECORD_NAME).read_text())
+    record = json.loads((out / "BDMAP_00000001" / RECORD_NAME).read_text(encoding="utf-8"))
     assert "min_radius_mm=3" in record["settings"]["postprocess"]["liver"]
 
 

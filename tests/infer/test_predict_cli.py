@@ -121,7 +121,7 @@ def test_trained_model_segments_held_out_phantoms_well_above_chance(predicted, t
     scores = tmp_path / "scores"
     invoke("evaluate", "--pred", out, "--gt", held_out, "--out", scores, "--organ", "liver",
            "--bootstrap", "100", "--workers", "1", "--quiet")  # fmt: skip
-    summary = json.loads((scores / "summary.json").read_text())
+    summary = json.loads((scores / "summary.json").read_text(encoding="utf-8"))
     liver = summary["groups"]["all"]["liver"]
     assert liver["positive"] == 3 and not summary["missing_predictions"]
     baseline = whole_liver_dsc(held_out)

@@ -62,7 +62,7 @@ def cohort(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _rows(out: Path) -> dict[str, dict[str, str]]:
-    with (out / "per_case.csv").open() as handle:
+    with (out / "per_case.csv").open(encoding="utf-8") as handle:
         return {row["case_id"]: row for row in csv.DictReader(handle)}
 
 
@@ -172,7 +172,7 @@ def test_phantom_cohort_against_itself_is_perfect(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     overall = summary["groups"]["all"]["all organs"]
     assert overall["positive"] >= 2 and overall["control"] >= 2
     assert overall["dsc"]["mean"] == 1.0 and overall["nsd"]["mean"] == 1.0

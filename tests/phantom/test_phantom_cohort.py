@@ -41,7 +41,7 @@ def test_layout_is_abdomenatlas(cohort) -> None:
     assert ids == ["BDMAP_00000001", "BDMAP_00000002", "BDMAP_00000003"]
     assert calls == [(1, 3), (2, 3), (3, 3)]
     assert sorted(p.name for p in root.iterdir()) == [*ids, MANIFEST_NAME]
-    manifest = json.loads((root / MANIFEST_NAME).read_text())
+    manifest = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
     for case_id, record in zip(ids, manifest["cases"], strict=True):
         folder = root / case_id
         assert sorted(p.name for p in folder.iterdir()) == [COMPLETE_MARKER, "ct.nii.gz",
@@ -54,7 +54,8 @@ def test_layout_is_abdomenatlas(cohort) -> None:
 
 def test_files_read_back_on_one_grid(cohort) -> None:
     root, ids, _ = cohort
-    manifest = {c["case_id"]: c for c in json.loads((root / MANIFEST_NAME).read_text())["cases"]}
+    stored = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest = {c["case_id"]: c for c in stored["cases"]}
     for case_id in ids:
         folder = root / case_id
         ct_path = folder / "ct.nii.gz"
@@ -84,7 +85,7 @@ def test_written_case_equals_the_in_memory_case(cohort) -> None:
 
 def test_manifest_describes_each_case(cohort) -> None:
     root, _, _ = cohort
-    manifest = json.loads((root / MANIFEST_NAME).read_text())
+    manifest = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
     assert manifest["seed"] == 7 and manifest["options"]["style"] == "standard"
     for record in manifest["cases"]:
         assert record["sex"] in ("F", "M") and record["style"] == "standard"
@@ -125,7 +126,7 @@ def test_resume_skips_complete_cases_and_redoes_incomplete_ones(tmp_path) -> Non
     assert ids[-1] == "BDMAP_00000003"
     assert ct_one.stat().st_mtime_ns == before_one
     assert ct_two.read_bytes() == expected_two
-    assert len(json.loads((root / MANIFEST_NAME).read_text())["cases"]) == 3
+    assert len(json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))["cases"]) == 3
 
 
 def test_changed_options_regenerate_a_case(tmp_path) -> None:
@@ -134,7 +135,7 @@ def test_changed_options_regenerate_a_case(tmp_path) -> None:
     before = (root / "BDMAP_00000001" / "ct.nii.gz").read_bytes()
     write_cohort(root, 1, 3, PhantomOptions(**{**OPTIONS.__dict__, "style": "ood"}))
     assert (root / "BDMAP_00000001" / "ct.nii.gz").read_bytes() != before
-    marker = json.loads((root / "BDMAP_00000001" / COMPLETE_MARKER).read_text())
+    marker = json.loads((root / "BDMAP_00000001" / COMPLETE_MARKER).read_text(encoding="utf-8"))
     assert marker["record"]["style"] == "ood"
 
 

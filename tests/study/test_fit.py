@@ -251,7 +251,8 @@ def test_non_convergence_is_reported_not_raised(tmp_path: Path) -> None:
     assert not fit.fit.converged and fit.a.value is None and fit.n_at["0.95"].value is None
     assert fit.saturated["value"] is None and study.savings == []
     json_path, md_path = write_fit(study, tmp_path)
-    data = json.loads(json_path.read_text(), parse_constant=pytest.fail)  # no NaN in the JSON
+    text = json_path.read_text(encoding="utf-8")
+    data = json.loads(text, parse_constant=pytest.fail)  # no NaN in the JSON
     assert data["fits"][0]["power_law"]["converged"] is False
     assert "at least 3 distinct n" in md_path.read_text(encoding="utf-8")
 

@@ -58,7 +58,7 @@ def test_plan_files_and_round_trip(planned):
     _, plan = planned
     assert load_plan(plan.root) == plan
     assert len(plan.runs) == 2 * 2 * 3
-    header = (plan.root / "runs.csv").read_text().splitlines()[0]
+    header = (plan.root / "runs.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header == "run_id,n_real,condition,synthetic_ratio,seed,iterations,real_cases_file"
     for run in plan.runs:
         assert len(plan.real_cases(run)) == run.n_real and run.iterations == 20

@@ -62,7 +62,7 @@ def test_local_study_end_to_end(straight):
     steps = ["train", "predict:id", "predict:ood", "evaluate:id", "evaluate:ood"]
     assert [(r["run_id"], r["step"]) for r in ledger] == [(i, s) for i in RUN_IDS for s in steps]
     assert all(r["status"] == "done" and float(r["seconds"]) > 0 for r in ledger)
-    status = json.loads((straight / "runs/n2_real_s0/status.json").read_text())
+    status = json.loads((straight / "runs/n2_real_s0/status.json").read_text(encoding="utf-8"))
     assert status["status"] == "done" and status["steps"]["train"]["outputs"]["iterations"] == 20
     for run_id in RUN_IDS:
         assert (straight / "runs" / run_id / "train/model.pt").exists()
@@ -78,10 +78,10 @@ def test_local_study_end_to_end(straight):
     assert len(summary) == 4 * 2 * 4  # runs × test sets × (3 organs + 'all organs')
     assert {r["organ"] for r in summary} == {"pancreas", "liver", "kidney", "all organs"}
     # A rerun finds nothing to do and leaves the results as they were.
-    before = (straight / "results/per_case.csv").read_text()
+    before = (straight / "results/per_case.csv").read_text(encoding="utf-8")
     outcome = run_study(straight)
     assert outcome.ok and len(outcome.outcomes) == 4
-    assert (straight / "results/per_case.csv").read_text() == before
+    assert (straight / "results/per_case.csv").read_text(encoding="utf-8") == before
 
 
 def _killed_mid_study(out: Path) -> None:
@@ -95,7 +95,7 @@ def _killed_mid_study(out: Path) -> None:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.communicate()
-    states = [json.loads((out / "runs" / r / "status.json").read_text())["status"]
+    states = [json.loads((out / "runs" / r / "status.json").read_text(encoding="utf-8"))["status"]
               for r in RUN_IDS[:2]]  # fmt: skip
     assert states[0] == "done" and states[1] == "running", states
     assert not (out / "runs" / RUN_IDS[3] / "status.json").exists()

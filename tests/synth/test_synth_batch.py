@@ -216,7 +216,7 @@ def test_results_depend_on_the_case_id_not_on_the_other_cases(uninterrupted, sou
     redrawn = tmp_path / "redrawn"
     for k in (1, 2):
         case_id = output_case_id(SOURCES[1], k)
-        stored = json.loads((reference_out / case_id / RECORD_NAME).read_text())
+        stored = json.loads((reference_out / case_id / RECORD_NAME).read_text(encoding="utf-8"))
         previews_for_written_case(reference_out / case_id, stored["rows"], redrawn)
     assert tree_bytes(redrawn) == fresh
     # Another seed gives other tumors.

@@ -180,7 +180,7 @@ def test_synthetic_against_reference_tumors(reference_cohort, synthetic_cohort, 
         for feature in ("contrast_hu", "diameter_mm", "sphericity"):
             distance = report.wasserstein(organ, feature)
             assert np.isfinite(distance) and distance >= 0.0
-    markdown = (tmp_path / "qa" / "qa_summary.md").read_text()
+    markdown = (tmp_path / "qa" / "qa_summary.md").read_text(encoding="utf-8")
     assert "## liver" in markdown and "| contrast_hu (HU) |" in markdown
     with open(tmp_path / "qa" / "qa_summary.csv", newline="") as handle:
         summary = list(csv.DictReader(handle))

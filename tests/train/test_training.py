@@ -39,7 +39,7 @@ def test_tiny_model_learns_real_and_synthetic_tumors(training_cohort, tmp_path):
     _, spec = load_model(result.model)
     assert spec.class_names == ("background", "pancreas_lesion", "kidney_lesion", "liver_lesion")
     assert spec.target_spacing_mm == (3.0, 3.0, 3.0)
-    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    log = (tmp_path / "run" / "log.csv").read_text(encoding="utf-8").splitlines()
     assert log[0].startswith("iteration,epoch,loss") and len(log) == 1 + 240 // 5
 
 
@@ -102,7 +102,7 @@ def test_sigkill_then_resume_is_bit_identical(training_cohort, tmp_path):
     expected, got = _weights(tmp_path / "straight" / "model.pt"), _weights(out / "model.pt")
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[k], got[k]) for k in expected)
-    log = (out / "log.csv").read_text().splitlines()
+    log = (out / "log.csv").read_text(encoding="utf-8").splitlines()
     assert [int(row.split(",")[0]) for row in log[1:]] == list(range(5, 61, 5))
 
 
@@ -143,9 +143,9 @@ def test_two_process_ddp_trains_and_resumes(training_cohort, tmp_path):
     second = _torchrun(config, *common, f"out={out}", "--resume")
     assert second.returncode == 0, second.stderr[-3000:]
     assert load_checkpoint(out / CHECKPOINT_NAME)["iteration"] == 20
-    log = (out / "log.csv").read_text().splitlines()[1:]
+    log = (out / "log.csv").read_text(encoding="utf-8").splitlines()[1:]
     assert [int(row.split(",")[0]) for row in log] == [5, 10, 15, 20]
-    validation = (out / "validation.csv").read_text()
+    validation = (out / "validation.csv").read_text(encoding="utf-8")
     assert "validated_cases" in validation
     network, _ = load_model(out / "model.pt")
     assert sum(p.numel() for p in network.parameters()) > 0

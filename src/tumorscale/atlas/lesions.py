@@ -103,7 +103,7 @@ def measure_lesions(case: CaseEntry, organ: str) -> LesionStats:
 
 def _load_cached(path: Path) -> LesionStats | None:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         data["status"] = TumorStatus(data["status"])
         data["diameters_mm"] = tuple(data["diameters_mm"])
         return LesionStats(**data)

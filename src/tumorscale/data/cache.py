@@ -134,7 +134,7 @@ def _read_settings_file(root: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise CacheError(path, f"unreadable cache settings ({error})") from error
 
@@ -233,7 +233,7 @@ class PreprocessedCache:
         if case_id not in self._meta:
             path = self._folder(case_id) / META_NAME
             try:
-                self._meta[case_id] = json.loads(path.read_text())
+                self._meta[case_id] = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as error:
                 raise CacheError(path, f"unreadable case metadata ({error})") from error
         return self._meta[case_id]

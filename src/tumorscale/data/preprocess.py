@@ -85,7 +85,7 @@ def source_signature(entry: CaseEntry) -> list[list[object]]:
 def is_complete(folder: Path, signature: list[list[object]]) -> bool:
     """True when `folder` holds a finished case made from files with `signature`."""
     try:
-        marker = json.loads((folder / COMPLETE_MARKER).read_text())
+        marker = json.loads((folder / COMPLETE_MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     names = (IMAGE_NAME, STRUCTURES_NAME, LOCATIONS_NAME, META_NAME)

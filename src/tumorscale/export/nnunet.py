@@ -334,7 +334,8 @@ def _remove_stale(folder: Path, keep: set[str]) -> None:
 
 def _synthetic_source(case_folder: Path, case_id: str) -> str | None:
     try:
-        return str(json.loads((case_folder / ".synthesis.json").read_text())["source_id"])
+        record = (case_folder / ".synthesis.json").read_text(encoding="utf-8")
+        return str(json.loads(record)["source_id"])
     except (OSError, ValueError, KeyError, TypeError):
         match = _SYNTHETIC_ID.match(case_id)
         return match.group("source") if match else None

@@ -33,7 +33,7 @@ def _completed_record(folder: Path, signature: dict) -> dict | None:
     """The stored record of a case completed with the same signature, else None."""
     marker = folder / COMPLETE_MARKER
     try:
-        stored = json.loads(marker.read_text())
+        stored = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if stored.get("signature") != signature:

@@ -116,7 +116,9 @@ def run_demo(
     write_cohort(folder / "phantoms", size.data_cases, seed=1, options=_phantoms("standard"))
     write_cohort(folder / "phantoms-ood", size.ood_cases, seed=2, options=_phantoms("ood"))
     study_file = folder / "study.yaml"
-    study_file.write_text(yaml.safe_dump(study_description(folder, size), sort_keys=False))
+    study_file.write_text(
+        yaml.safe_dump(study_description(folder, size), sort_keys=False), encoding="utf-8"
+    )
     study = folder / "study"
     if not (study / "plan.yaml").exists():
         make_plan(load_study(study_file), study)

@@ -289,7 +289,7 @@ def _signature(settings: _Settings, source_id: str, k: int, organs: Sequence[str
 def completed_record(folder: Path, signature: dict | None = None) -> dict | None:
     """The `.synthesis.json` of a complete output case (matching `signature` if given)."""
     try:
-        stored = json.loads((folder / RECORD_NAME).read_text())
+        stored = json.loads((folder / RECORD_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if signature is not None and stored.get("signature") != signature:

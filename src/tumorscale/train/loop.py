@@ -153,7 +153,7 @@ class _Log:
         self.path, self.columns = path, columns
         self.rows: list[dict[str, object]] = []
         if keep_until is not None and path.exists():
-            with path.open() as handle:
+            with path.open(encoding="utf-8") as handle:
                 self.rows = [r for r in csv.DictReader(handle) if int(r["iteration"]) <= keep_until]
 
     def add(self, row: dict[str, object]) -> None:
