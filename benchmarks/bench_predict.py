@@ -22,6 +22,7 @@ Mirror TTA (default in `tumorscale predict`) multiplies the window time by 8.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -31,7 +32,11 @@ import torch.nn.functional as F
 from monai.inferers import sliding_window_inference as monai_sliding_window
 
 from tumorscale.infer.preprocess import prepare_input, to_input_grid
-from tumorscale.infer.sliding_window import sliding_window_inference, window_grid
+from tumorscale.infer.sliding_window import (
+    fastest_memory_format,
+    sliding_window_inference,
+    window_grid,
+)
 from tumorscale.io import Volume
 from tumorscale.models import ModelSpec, build_network, get_preset
 
@@ -58,8 +63,11 @@ def tumor_probabilities(shape: tuple[int, int, int]) -> torch.Tensor:
     logits = torch.zeros(CLASSES, *shape)
     logits[0] = 4.0
     grid = torch.stack(torch.meshgrid(*(torch.arange(n) for n in shape), indexing="ij"))
-    for channel, centre, radius in ((1, (60, 80, 100), 6), (2, (150, 120, 200), 10),
-                                    (3, (200, 180, 60), 20)):
+    for channel, centre, radius in (
+        (1, (60, 80, 100), 6),
+        (2, (150, 120, 200), 10),
+        (3, (200, 180, 60), 20),
+    ):
         distance = (grid - torch.tensor(centre).view(3, 1, 1, 1)).float().norm(dim=0)
         logits[channel] = 8.0 * (1 - distance / radius)
     return torch.softmax(logits, dim=0)
@@ -82,15 +90,33 @@ def compare_windows(preset: str, image: torch.Tensor, repeats: int) -> dict[str,
     """Interleaved seconds (median) of ours and MONAI's on `image`, and their largest diff."""
     network = build_network(preset, 1, CLASSES).eval()
     window = get_preset(preset).patch_size_vox
+    # Ours runs as `tumorscale predict` does: on its own copy of the network, in the memory
+    # format measured fastest for it (the Predictor decides once per model and device).
+    tuned = copy.deepcopy(network)
+    memory_format = fastest_memory_format(tuned, window, 1, WINDOWS_PER_BATCH, image.device)
+    print(f"{preset}: memory format {memory_format}")
 
     def ours() -> torch.Tensor:
-        return sliding_window_inference(image, network, window, overlap=OVERLAP,
-                                        batch_size=WINDOWS_PER_BATCH)
+        return sliding_window_inference(
+            image,
+            tuned,
+            window,
+            overlap=OVERLAP,
+            batch_size=WINDOWS_PER_BATCH,
+            memory_format=memory_format,
+        )
 
     def monai() -> torch.Tensor:
         with torch.inference_mode():
-            return monai_sliding_window(image, window, WINDOWS_PER_BATCH, network,
-                                        overlap=OVERLAP, mode="gaussian", sigma_scale=0.125)
+            return monai_sliding_window(
+                image,
+                window,
+                WINDOWS_PER_BATCH,
+                network,
+                overlap=OVERLAP,
+                mode="gaussian",
+                sigma_scale=0.125,
+            )
 
     with torch.inference_mode():
         network(torch.zeros(WINDOWS_PER_BATCH, 1, *window))  # warm-up: first-call kernels
@@ -104,15 +130,23 @@ def compare_windows(preset: str, image: torch.Tensor, repeats: int) -> dict[str,
             (ours_s if name == "ours" else monai_s).append(seconds)
         diff = max(diff, float((outputs["ours"] - outputs["monai"]).abs().max()))
     windows = len(window_grid(image.shape[2:], window, OVERLAP))
-    return {"ours_s": statistics.median(ours_s), "monai_s": statistics.median(monai_s),
-            "windows": windows, "max_abs_diff": diff}
+    return {
+        "ours_s": statistics.median(ours_s),
+        "monai_s": statistics.median(monai_s),
+        "windows": windows,
+        "max_abs_diff": diff,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "S"])
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="interleaved runs per preset (default 2; 1 with --quick)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="interleaved runs per preset (default 2; 1 with --quick)",
+    )
     parser.add_argument("--quick", action="store_true", help="smaller crops, one run each")
     parser.add_argument("--full", action="store_true", help="whole model grid (slow on CPU)")
     args = parser.parse_args()
@@ -126,13 +160,17 @@ def main() -> None:
     back_s, _ = time_once(lambda: to_input_grid(typical, prepared, channels=range(1, CLASSES)))
     worst_s, _ = time_once(lambda: to_input_grid(worst, prepared, channels=range(1, CLASSES)))
     print(f"CT {CT_SHAPE} at {CT_SPACING_MM} mm -> model grid {grid_shape} at 1.5 mm")
-    print(f"prepare_input {prepare_s:.2f} s; back to the CT grid ({CLASSES} classes): "
-          f"{back_s:.2f} s with three tumors, {worst_s:.2f} s when no voxel is sure background")
+    print(
+        f"prepare_input {prepare_s:.2f} s; back to the CT grid ({CLASSES} classes): "
+        f"{back_s:.2f} s with three tumors, {worst_s:.2f} s when no voxel is sure background"
+    )
 
     image = torch.from_numpy(prepared.image)[None, None]
     crops = QUICK_CROPS if args.quick else CROPS
-    print("\npreset  crop             windows  ours s  MONAI s  ratio  max|diff|  "
-          "case windows  est. s/case (ours)")
+    print(
+        "\npreset  crop             windows  ours s  MONAI s  ratio  max|diff|  "
+        "case windows  est. s/case (ours)"
+    )
     for preset in args.presets:
         window = get_preset(preset).patch_size_vox
         crop = grid_shape if args.full else crops.get(preset, window)
@@ -142,9 +180,11 @@ def main() -> None:
         case_windows = len(window_grid(grid_shape, window, OVERLAP))
         per_case = row["ours_s"] / row["windows"] * case_windows + prepare_s + back_s
         ratio = row["ours_s"] / row["monai_s"]
-        print(f"{preset:6s}  {tuple(part.shape[2:])!s:15s}  {row['windows']:7d}  "
-              f"{row['ours_s']:6.1f}  {row['monai_s']:7.1f}  {ratio:5.3f}  "
-              f"{row['max_abs_diff']:9.2e}  {case_windows:12d}  {per_case:8.0f}")
+        print(
+            f"{preset:6s}  {tuple(part.shape[2:])!s:15s}  {row['windows']:7d}  "
+            f"{row['ours_s']:6.1f}  {row['monai_s']:7.1f}  {ratio:5.3f}  "
+            f"{row['max_abs_diff']:9.2e}  {case_windows:12d}  {per_case:8.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -214,7 +214,7 @@ def demo(
     from tumorscale.cli_study import study_progress
     from tumorscale.study.demo import run_demo
 
-    folder = out or cache_dir("demo") / ("study-quick" if quick else "study")
+    folder = out or cache_dir("demo") / ("quick" if quick else "full")
     log = (lambda text: None) if quiet else (lambda text: stderr.print(f"[dim]{text}[/]"))
     try:
         with study_progress(quiet) as progress:

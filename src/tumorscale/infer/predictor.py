@@ -35,6 +35,7 @@ from tumorscale.infer.preprocess import (
 from tumorscale.infer.sliding_window import (
     ALL_AXES,
     SIGMA_SCALE,
+    fastest_memory_format,
     mirror_combinations,
     sliding_window_inference,
 )
@@ -111,10 +112,13 @@ class CasePrediction:
         """One plain row per organ: organ, volume_mm3, n_lesions, largest_diameter_mm,
         max_probability (what predictions.csv holds besides the case id)."""
         return [
-            {"organ": organ, "volume_mm3": self.volume_mm3[organ],
-             "n_lesions": self.n_lesions[organ],
-             "largest_diameter_mm": self.largest_diameter_mm[organ],
-             "max_probability": self.max_probability[organ]}
+            {
+                "organ": organ,
+                "volume_mm3": self.volume_mm3[organ],
+                "n_lesions": self.n_lesions[organ],
+                "largest_diameter_mm": self.largest_diameter_mm[organ],
+                "max_probability": self.max_probability[organ],
+            }
             for organ in self.organs
         ]
 
@@ -173,20 +177,34 @@ class Predictor:
         self.save_probabilities = save_probabilities
         self.bf16 = bf16
         self.window_size = tuple(int(w) for w in (window_size_vox or spec.patch_size_vox))
+        self._memory_formats: dict[tuple[str, int], torch.memory_format] = {}
         self.organs = tumor_organs(spec)
         if not self.organs:
             raise ValueError(f"model has no '<organ>_lesion' class: {spec.class_names}")
 
     # ------------------------------------------------------------------ windows + fallback
 
-    def _run_windows(self, image: torch.Tensor, device: torch.device,
-                     batch_size: int) -> torch.Tensor:
+    def _run_windows(
+        self, image: torch.Tensor, device: torch.device, batch_size: int
+    ) -> torch.Tensor:
         """Stitched logits (1, C, X, Y, Z) on `device` for the (1, 1, X, Y, Z) CPU `image`."""
         self.network.to(device)  # back on the GPU after a previous case's CPU fallback
+        if (device.type, batch_size) not in self._memory_formats:
+            self._memory_formats[(device.type, batch_size)] = fastest_memory_format(
+                self.network, self.window_size, self.spec.in_channels, batch_size, device
+            )
+        memory_format = self._memory_formats[(device.type, batch_size)]
+        self.network.to(memory_format=memory_format)
         return sliding_window_inference(
-            image.to(device), self.network, self.window_size, overlap=self.overlap,
-            batch_size=batch_size, mirror_axes=self.mirror_axes, sigma_scale=SIGMA_SCALE,
+            image.to(device),
+            self.network,
+            self.window_size,
+            overlap=self.overlap,
+            batch_size=batch_size,
+            mirror_axes=self.mirror_axes,
+            sigma_scale=SIGMA_SCALE,
             bf16=self.bf16,
+            memory_format=memory_format,
         )
 
     def _logits(self, image: torch.Tensor, state: _RunState) -> torch.Tensor:
@@ -205,8 +223,10 @@ class Predictor:
         if state.window_batch_size > 1:
             state.window_batch_size //= 2
             self.window_batch_size = state.window_batch_size  # later cases start smaller
-            message = (f"out of GPU memory on {state.device}; retrying with "
-                       f"{state.window_batch_size} window(s) per batch")
+            message = (
+                f"out of GPU memory on {state.device}; retrying with "
+                f"{state.window_batch_size} window(s) per batch"
+            )
         else:
             message = f"out of GPU memory on {state.device} at 1 window per batch; using the CPU"
             state.device = torch.device("cpu")
@@ -216,8 +236,9 @@ class Predictor:
 
     # ------------------------------------------------------------------ one case
 
-    def predict(self, ct: Volume,
-                organ_masks: Mapping[str, np.ndarray] | None = None) -> CasePrediction:
+    def predict(
+        self, ct: Volume, organ_masks: Mapping[str, np.ndarray] | None = None
+    ) -> CasePrediction:
         """Lesion masks and per-organ numbers for `ct` (HU; any orientation).
 
         organ_masks: organ name -> binary mask on `ct`'s canonical RAS grid (the grid of
@@ -237,9 +258,13 @@ class Predictor:
         result.settings = self._settings(state) | result.settings
         return result
 
-    def _organ_mask(self, organ: str, labels: np.ndarray,
-                    organ_masks: Mapping[str, np.ndarray] | None,
-                    shape: tuple[int, ...]) -> tuple[np.ndarray | None, str]:
+    def _organ_mask(
+        self,
+        organ: str,
+        labels: np.ndarray,
+        organ_masks: Mapping[str, np.ndarray] | None,
+        shape: tuple[int, ...],
+    ) -> tuple[np.ndarray | None, str]:
         if organ_masks is not None and organ in organ_masks:
             mask = np.asarray(organ_masks[organ])
             if mask.shape != shape:
@@ -250,16 +275,31 @@ class Predictor:
             return labels == channel, "model"
         return None, "none"
 
-    def _assemble(self, prepared: PreparedInput, grid: InputGridPrediction,
-                  organ_masks: Mapping[str, np.ndarray] | None) -> CasePrediction:
+    def _assemble(
+        self,
+        prepared: PreparedInput,
+        grid: InputGridPrediction,
+        organ_masks: Mapping[str, np.ndarray] | None,
+    ) -> CasePrediction:
         spacing = prepared.input_spacing_mm
-        result = CasePrediction(prepared.input_affine, prepared.source, {}, {}, {}, {}, {},
-                                {"postprocess": {}}, {} if self.save_probabilities else None)
+        result = CasePrediction(
+            prepared.input_affine,
+            prepared.source,
+            {},
+            {},
+            {},
+            {},
+            {},
+            {"postprocess": {}},
+            {} if self.save_probabilities else None,
+        )
         for organ, channel in self.organs.items():
-            organ_mask, origin = self._organ_mask(organ, grid.labels, organ_masks,
-                                                  prepared.input_shape)
-            kept = postprocess_lesions(grid.labels == channel, spacing, self.postprocess,
-                                       organ_mask, origin)
+            organ_mask, origin = self._organ_mask(
+                organ, grid.labels, organ_masks, prepared.input_shape
+            )
+            kept = postprocess_lesions(
+                grid.labels == channel, spacing, self.postprocess, organ_mask, origin
+            )
             sizes = lesion_sizes(kept.mask, spacing)
             result.lesion_masks[organ] = kept.mask.view(np.uint8)
             result.max_probability[organ] = grid.max_probability[channel]
