@@ -4,7 +4,7 @@
                             class_names=("background", "pancreas_lesion"))
     loader = make_loader(config, batch_size=2, num_workers=4)
     for batch in loader:  # {"image": (B, 1, X, Y, Z), "label": (B, X, Y, Z), "index", "synthetic"}
-        ...
+        train_step(batch)
 
 Determinism, resume and workers. Sample k of a rank is a pure function of (seed, rank, k)
 (`tumorscale.data.sampling.sample_rng`): case, patch, synthesis and augmentation all draw from

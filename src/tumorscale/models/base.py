@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -38,19 +39,19 @@ def padded_size(
     return (rounded[0], rounded[1], rounded[2])
 
 
-class SegmentationNetwork(nn.Module):
+class SegmentationNetwork(nn.Module, metaclass=abc.ABCMeta):
     """Base class: padding/cropping for any input size and the train/eval output convention."""
 
     deep_supervision: bool = False
     size_divisor: Triple = (1, 1, 1)
     min_size: Triple = (1, 1, 1)
 
+    @abc.abstractmethod
     def forward_core(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits for an input whose size is a multiple of `size_divisor`, highest res first.
 
         In eval mode only the first (full-resolution) entry is needed.
         """
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """(B, C_in, D, H, W) -> logits; see the module docstring for the train/eval shapes."""
