@@ -18,13 +18,30 @@ def _nonzero_range(flags: np.ndarray) -> tuple[int, int] | None:
     return int(hits[0]), int(hits[-1]) + 1
 
 
+def _word_view(mask: np.ndarray) -> np.ndarray | None:
+    """The mask as rows of 64-bit words, one row per index of axis 0 (None if it cannot be)."""
+    rows = mask.reshape(mask.shape[0], -1)
+    if mask.dtype != np.bool_ or not rows.flags.c_contiguous or rows.shape[1] % 8:
+        return None
+    return rows.view(np.uint64)
+
+
 def _slab_flags(mask: np.ndarray) -> np.ndarray:
     """True for every index along axis 0 whose slab holds a foreground voxel."""
-    slabs = mask.reshape(mask.shape[0], -1)
-    if slabs.flags.c_contiguous and slabs.shape[1] % 8 == 0 and mask.dtype == np.bool_:
-        # Eight voxels per 64-bit word: the reduction reads the volume once at full width.
-        return np.bitwise_or.reduce(slabs.view(np.uint64), axis=1) != 0
-    return slabs.any(axis=1)
+    words = _word_view(mask)
+    if words is None:
+        return mask.reshape(mask.shape[0], -1).any(axis=1)
+    # Eight voxels per 64-bit word: the reduction reads the volume once at full width.
+    return np.bitwise_or.reduce(words, axis=1) != 0
+
+
+def _projection(slab: np.ndarray) -> np.ndarray:
+    """The slab's maximum along axis 0: a 2-D mask over axes 1 and 2."""
+    words = _word_view(slab)
+    if words is None:
+        return slab.any(axis=0)
+    # OR of 0/1 bytes stays 0/1, so the words read back as a boolean image.
+    return np.bitwise_or.reduce(words, axis=0).view(np.bool_).reshape(slab.shape[1:])
 
 
 def bounding_box(mask: np.ndarray) -> Box | None:
@@ -34,9 +51,9 @@ def bounding_box(mask: np.ndarray) -> Box | None:
     x_range = _nonzero_range(_slab_flags(mask))
     if x_range is None:
         return None
-    slab = mask[x_range[0] : x_range[1]]
-    y_range = _nonzero_range(slab.any(axis=(0, 2)))
-    z_range = _nonzero_range(slab[:, y_range[0] : y_range[1]].any(axis=(0, 1)))
+    projection = _projection(mask[x_range[0] : x_range[1]])
+    y_range = _nonzero_range(projection.any(axis=1))
+    z_range = _nonzero_range(projection[y_range[0] : y_range[1]].any(axis=0))
     return (slice(*x_range), slice(*y_range), slice(*z_range))
 
 

@@ -121,8 +121,9 @@ def _nearest_by_offsets(
         # A block of offsets at once: the first hit along each row is the nearest target.
         block = flat_offsets[start : start + chunk]
         hits = flat_map[positions[:, None] + block[None, :]]
-        found = hits.any(axis=1)
-        first = hits.argmax(axis=1)[found]
+        first_hit = hits.argmax(axis=1)  # 0 also when nothing was hit: checked next
+        found = hits[np.arange(len(hits)), first_hit]
+        first = first_hit[found]
         distances[remaining[found]] = lengths[start + first]
         budget -= remaining.size * block.size
         remaining, positions = remaining[~found], positions[~found]
