@@ -22,7 +22,7 @@ import numpy as np
 from tumorscale.atlas.index import CaseEntry
 from tumorscale.cache import cache_dir
 from tumorscale.errors import InputFileError
-from tumorscale.io import check_same_grid, read_nifti, write_text_atomic
+from tumorscale.io import read_mask_union, write_text_atomic
 from tumorscale.sizes import equivalent_diameter_mm
 
 CACHE_VERSION = 1
@@ -79,22 +79,11 @@ def measure_lesions(case: CaseEntry, organ: str) -> LesionStats:
     lesion_files = case.organ(organ).lesions
     if not lesion_files:
         return LesionStats(case.case_id, organ, TumorStatus.UNKNOWN)
-    union: np.ndarray | None = None
-    voxel_volume = 0.0
     try:
-        for path in lesion_files:
-            mask = read_nifti(path, kind="mask", canonical=False)
-            if case.geometry is not None and case.ct is not None:
-                check_same_grid(path, mask.geometry, case.ct, case.geometry)
-            elif union is not None and union.shape != mask.array.shape:
-                raise InputFileError(
-                    path, f"shape {mask.shape} differs from {lesion_files[0].name}"
-                )
-            union = mask.array if union is None else np.maximum(union, mask.array)
-            voxel_volume = mask.voxel_volume_mm3
+        mask = read_mask_union(lesion_files, case.ct, case.geometry if case.ct else None)
     except InputFileError as error:
         return LesionStats(case.case_id, organ, TumorStatus.UNKNOWN, error=str(error))
-    assert union is not None
+    union, voxel_volume = mask.array, mask.voxel_volume_mm3
     diameters = instance_diameters_mm(union, voxel_volume)
     status = TumorStatus.POSITIVE if diameters else TumorStatus.CONTROL
     volume = float(np.count_nonzero(union)) * voxel_volume

@@ -33,9 +33,8 @@ from tumorscale.errors import DatasetError, TumorscaleError
 from tumorscale.io import (
     Geometry,
     atomic_path,
-    check_same_grid,
     read_geometry,
-    read_nifti,
+    read_mask_union,
     write_text_atomic,
 )
 from tumorscale.organs import ORGANS, TUMOR_ORGANS
@@ -226,24 +225,18 @@ def _is_complete(folder: Path, job: _CaseJob, labels: dict[str, int]) -> bool:
         return False
 
 
-def _union(paths: Sequence[Path], ct: Path, geometry: Geometry) -> np.ndarray:
-    """Union of binary masks on the CT's on-disk grid (raises, naming the file, when off-grid)."""
-    union = np.zeros(geometry.shape, dtype=bool)
-    for path in paths:
-        mask = read_nifti(path, kind="mask", canonical=False)
-        check_same_grid(path, mask.geometry, ct, geometry)
-        union |= mask.array.astype(bool)
-    return union
-
-
 def label_map(job: _CaseJob, geometry: Geometry) -> np.ndarray:
     """uint8 labels on the CT's on-disk grid; organs painted first so lesions win over them."""
     count = len(job.lesions)
     label = np.zeros(geometry.shape, dtype=np.uint8)
     for index, masks in enumerate(job.masks):
-        label[_union(masks, job.ct, geometry)] = count + index + 1
+        if not masks:  # an organ exported without a file (unknown as background)
+            continue
+        label[read_mask_union(masks, job.ct, geometry).array] = count + index + 1
     for index, lesions in enumerate(job.lesions):
-        label[_union(lesions, job.ct, geometry)] = index + 1
+        if not lesions:
+            continue
+        label[read_mask_union(lesions, job.ct, geometry).array] = index + 1
     return label
 
 

@@ -45,8 +45,8 @@ from tumorscale.errors import DatasetError, InputFileError, TumorscaleError
 from tumorscale.infer.predictor import CasePrediction, Predictor, tumor_organs
 from tumorscale.io import (
     Volume,
-    check_same_grid,
     read_dicom_series,
+    read_mask_union,
     read_nifti,
     write_csv_atomic,
     write_nifti,
@@ -319,26 +319,13 @@ def read_ct(case: InputCase) -> Volume:
     return read_nifti(case.path, kind="image")
 
 
-def read_organ_mask(files: Sequence[Path], ct: Volume, ct_path: Path) -> np.ndarray:
-    """Union of an organ's mask files (e.g. kidney_left + kidney_right) on the CT's RAS grid."""
-    union: np.ndarray | None = None
-    for path in files:
-        mask = read_nifti(path, kind="mask")
-        assert mask.source is not None and ct.source is not None
-        # Compare on-disk grids: a mask must share the CT file's grid, not just its RAS view.
-        check_same_grid(path, mask.source, ct_path, ct.source)
-        union = mask.array if union is None else np.maximum(union, mask.array)
-    assert union is not None
-    return union
-
-
 def load_case(case: InputCase, organs: Sequence[str], with_masks: bool) -> LoadedCase:
     """Read the CT (RAS) and, when asked, the organ masks the model's organs can use."""
     ct = read_ct(case)
     if not with_masks:
         return LoadedCase(case, ct, None)
     masks = {
-        organ: read_organ_mask(case.organ_masks[organ], ct, case.path)
+        organ: read_mask_union(case.organ_masks[organ], case.path, ct.source, canonical=True).array
         for organ in organs
         if case.organ_masks.get(organ)
     }

@@ -8,6 +8,7 @@ from tumorscale.io.atomic import (
 )
 from tumorscale.io.dicom import read_dicom_series
 from tumorscale.io.grids import check_same_grid
+from tumorscale.io.masks import read_mask_union
 from tumorscale.io.nifti import read_geometry, read_nifti, validate_values, write_nifti
 from tumorscale.io.volume import GRID_TOLERANCE, Geometry, Volume, affines_match, spacing_of
 
@@ -20,6 +21,7 @@ __all__ = [
     "check_same_grid",
     "read_dicom_series",
     "read_geometry",
+    "read_mask_union",
     "read_nifti",
     "spacing_of",
     "validate_values",

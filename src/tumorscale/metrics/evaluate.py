@@ -18,8 +18,7 @@ import numpy as np
 
 from tumorscale.atlas import CaseEntry, TumorStatus, index_dataset
 from tumorscale.errors import DatasetError, TumorscaleError
-from tumorscale.io import read_nifti, write_csv_atomic, write_text_atomic
-from tumorscale.io.grids import check_same_grid
+from tumorscale.io import read_mask_union, write_csv_atomic, write_text_atomic
 from tumorscale.io.volume import Volume, spacing_of
 from tumorscale.metrics.detection import predicted_tumor_volume_mm3
 from tumorscale.metrics.lesions import MatchRule, match_lesions
@@ -85,21 +84,6 @@ PER_CASE_COLUMNS = [
 ]  # fmt: skip
 
 
-def read_lesion_union(paths: Sequence[Path]) -> Volume:
-    """Union of an organ's lesion files (name variants and sub-types), on their own grid."""
-    union: Volume | None = None
-    for path in paths:
-        mask = read_nifti(path, kind="mask", canonical=False)
-        if union is None:
-            union = mask
-            continue
-        check_same_grid(path, mask.geometry, paths[0], union.geometry)
-        union = union.with_array(np.maximum(union.array, mask.array))
-    if union is None:
-        raise ValueError("no lesion files given")
-    return union
-
-
 def _blank_row(job: CaseJob, organ: str, status: TumorStatus) -> dict[str, object]:
     row: dict[str, object] = dict.fromkeys(PER_CASE_COLUMNS, "")
     row.update(case_id=job.case_id, organ=organ, group=job.group, tumor_status=status.value)
@@ -112,14 +96,13 @@ def _prediction(job: CaseJob, organ: str, truth: Volume) -> tuple[np.ndarray, bo
     files = job.pred.organ(organ).lesions if job.pred is not None else ()
     if not files:
         return np.zeros(truth.array.shape, bool), True
-    pred = read_lesion_union(files)
-    check_same_grid(files[0], pred.geometry, job.truth.organ(organ).lesions[0], truth.geometry)
-    return pred.array > 0, False
+    truth_file = job.truth.organ(organ).lesions[0]
+    return read_mask_union(files, truth_file, truth.geometry).array, False
 
 
 def _scored_row(job: CaseJob, organ: str) -> dict[str, object]:
     files = job.truth.organ(organ).lesions
-    truth_volume = read_lesion_union(files)
+    truth_volume = read_mask_union(files)
     truth = truth_volume.array > 0
     status = TumorStatus.POSITIVE if truth.any() else TumorStatus.CONTROL
     row = _blank_row(job, organ, status)

@@ -26,7 +26,7 @@ from tumorscale.atlas import CaseEntry, index_dataset
 from tumorscale.errors import InputFileError
 from tumorscale.io import (
     atomic_path,
-    check_same_grid,
+    read_mask_union,
     read_nifti,
     write_csv_atomic,
     write_text_atomic,
@@ -69,17 +69,6 @@ class QaReport:
         raise KeyError((organ, feature))
 
 
-def _union(paths: Sequence[Path], ct_path: Path, ct_geometry) -> np.ndarray | None:
-    union = None
-    for path in paths:
-        volume = read_nifti(path, kind="mask")
-        assert volume.source is not None
-        if ct_geometry is not None:
-            check_same_grid(path, volume.source, ct_path, ct_geometry)
-        union = volume.array.astype(bool) if union is None else union | volume.array.astype(bool)
-    return union
-
-
 def case_features(case: CaseEntry, organs: Sequence[str]) -> list[dict]:
     """Feature rows of every tumor of `organs` in one indexed case (reads the CT only if needed)."""
     rows: list[dict] = []
@@ -88,13 +77,13 @@ def case_features(case: CaseEntry, organs: Sequence[str]) -> list[dict]:
         files = case.organ(organ)
         if not files.lesions or case.ct is None:
             continue
-        lesions = _union(files.lesions, case.ct, case.geometry)
+        lesions = read_mask_union(files.lesions, case.ct, case.geometry, canonical=True).array
         if lesions is None or not lesions.any():
             continue
         if not files.masks:
             organ_mask = np.zeros_like(lesions)
         else:
-            organ_mask = _union(files.masks, case.ct, case.geometry)
+            organ_mask = read_mask_union(files.masks, case.ct, case.geometry, canonical=True).array
         if ct is None:
             ct = read_nifti(case.ct, kind="image")
         for features in tumor_features(ct.array, organ_mask | lesions, lesions, ct.spacing):
