@@ -198,7 +198,8 @@ def phantom(
 @app.command()
 def demo(
     out: Annotated[
-        Path | None, typer.Option(help="Study folder (default: the tumorscale cache).")
+        Path | None,
+        typer.Option(help="Demo folder (default: ./tumorscale-demo, or ./tumorscale-demo-quick)."),
     ] = None,
     quick: Annotated[bool, typer.Option(help="A 2-minute version (2 sizes, fewer cases).")] = False,
     quiet: Quiet = False,
@@ -210,11 +211,11 @@ def demo(
     with the `tiny` network → predict → evaluate → fit → HTML report. About 5-10 minutes on a
     2-core CPU; rerun to resume. The curves are what this tiny setting gives, reported as is.
     """
-    from tumorscale.cache import cache_dir
     from tumorscale.cli_study import study_progress
     from tumorscale.study.demo import run_demo
 
-    folder = out or cache_dir("demo") / ("quick" if quick else "full")
+    # In the working folder, not a hidden cache: the report is something to open and keep.
+    folder = out or Path("tumorscale-demo-quick" if quick else "tumorscale-demo")
     log = (lambda text: None) if quiet else (lambda text: stderr.print(f"[dim]{text}[/]"))
     try:
         with study_progress(quiet) as progress:

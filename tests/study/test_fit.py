@@ -296,3 +296,31 @@ def test_run_fit_reads_per_case_csv_and_writes_json_and_markdown(tmp_path: Path)
     assert dsc["points"][0]["n_seeds"] == 3
     text = md_path.read_text(encoding="utf-8")
     assert "Real only reaches 95% of its DSC plateau" in text and "(extrapolated)" in text
+
+
+def test_fit_reads_no_trend_into_noise(tmp_path: Path) -> None:
+    """Pure noise around a constant DSC of 0.12 (the old demo's level) has no gain whose interval
+    excludes 0: no saving, no saturation claim, a plain no-gain headline."""
+    rng = np.random.default_rng(7)
+    laws = {0.0: (0.12, 0.0, 0.5), 3.0: (0.12, 0.0, 0.5)}
+    rows = study_rows(laws, rng, (2, 4, 8, 16), cases=12, case_sd=0.05, noise_sd=0.15)
+    study = fit_study(rows, n_bootstrap=200, seed=0)
+    real = _fit_of(study)
+    assert not real.has_trend, real.trend
+    assert real.saturated["value"] is None
+    assert study.savings == []
+    write_fit(study, tmp_path)
+    text = (tmp_path / "fit.md").read_text(encoding="utf-8")
+    headlines = text.split("##")[1] if "##" in text else text
+    assert "no measurable gain" in headlines
+    assert "fewer" not in headlines and "has saturated" not in headlines
+
+
+def test_fit_keeps_claims_for_a_real_trend() -> None:
+    rng = np.random.default_rng(3)
+    laws = {0.0: (0.6, 0.5, 1.0), 3.0: (0.7, 0.5, 1.0)}
+    study = fit_study(study_rows(laws, rng, (2, 4, 8, 16), cases=12, noise_sd=0.05),
+                      n_bootstrap=200, seed=0)  # fmt: skip
+    real = _fit_of(study)
+    assert real.has_trend and real.trend["gain"]["ci_low"] > 0
+    assert study.savings

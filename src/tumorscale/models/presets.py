@@ -132,7 +132,7 @@ def _isotropic(n_stages: int, kernel: int = 3) -> tuple[tuple[Triple, ...], tupl
     return strides, kernels
 
 
-_S4, _K4 = _isotropic(4)
+_S4, _ = _isotropic(4)
 _S6, _K6 = _isotropic(6)
 
 PRESETS: dict[str, ResEncPreset] = {
@@ -140,13 +140,14 @@ PRESETS: dict[str, ResEncPreset] = {
     for preset in (
         ResEncPreset(
             name="tiny",
+            # CPU-sized. Stage 0 is the stem alone and works pointwise (k1): full-resolution 3x3x3
+            # convs dominate CPU time (the k3 version ran 3.4 it/s at 48³ batch 2 on 2 cores, this
+            # one 5.8) and it reached a higher held-out DSC per second (benchmarks/RESULTS.md).
             features_per_stage=(8, 16, 32, 64),
-            # Stage 0 is the stem alone: full-res convs dominate CPU time, and dropping its block
-            # takes a 64³ batch-2 step from ~1.3 to ~2 it/s on 2 cores.
             blocks_per_stage_encoder=(0, 1, 1, 1),
             blocks_per_stage_decoder=(1, 1, 1),
             strides=_S4,
-            kernel_sizes=_K4,
+            kernel_sizes=((1, 1, 1),) + ((3, 3, 3),) * 3,
             patch_size_vox=(64, 64, 64),
             note="CPU demo and tests; not a research model",
         ),

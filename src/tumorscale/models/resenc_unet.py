@@ -6,7 +6,10 @@ parameter count as nnU-Net's ResEnc M):
 - encoder stage s: `blocks[s]` residual basic blocks; the first one downsamples with a strided
   conv; its skip path avg-pools when strided and adds 1x1 conv + norm when channels change;
 - decoder stage: transposed conv (kernel = stride) -> concat skip -> conv-norm-act blocks;
-- a 1x1 segmentation head per decoder stage (deep supervision).
+- a 1x1 segmentation head per decoder stage (deep supervision);
+- weights initialised as nnU-Net does (`init_he`): He-normal with the LeakyReLU slope, zero
+  biases. PyTorch's default init (He-uniform with a = sqrt(5) and random biases) leaves the
+  full-resolution head unable to learn small tumors: measured in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ def conv_norm_act(
     if act:
         layers.append(nn.LeakyReLU(0.01, inplace=True))
     return nn.Sequential(*layers)
+
+
+def init_he(module: nn.Module, negative_slope: float = 0.01) -> None:
+    """nnU-Net's `InitWeights_He`: He-normal conv weights for LeakyReLU(0.01), zero biases."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv3d, nn.ConvTranspose3d)):
+            nn.init.kaiming_normal_(layer.weight, a=negative_slope)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 class ResidualBlock(nn.Module):
@@ -84,6 +96,7 @@ class ResEncUNet(SegmentationNetwork):
             self.upsample.append(nn.ConvTranspose3d(features[s], features[s - 1], stride, stride))
             self.decoder.append(self._decoder_stage(s - 1))
             self.heads.append(nn.Conv3d(features[s - 1], out_channels, 1))
+        init_he(self)
 
     def _encoder_stage(self, s: int) -> nn.Sequential:
         p = self.preset

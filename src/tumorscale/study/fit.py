@@ -542,6 +542,12 @@ class CurveFit:
     n_at: dict[str, NEstimate]
     saturated: dict[str, object]
     band: dict[str, list[float | None]] | None = None
+    trend: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def has_trend(self) -> bool:
+        """Whether the gain from the smallest to the largest n has an interval above 0."""
+        return bool(self.trend.get("measurable"))
 
     @property
     def warning(self) -> str:
@@ -579,6 +585,7 @@ class CurveFit:
             "n_at": {level: entry.to_dict() for level, entry in self.n_at.items()},
             "saturated": self.saturated,
             "band": self.band,
+            "trend": self.trend,
         }
 
 
@@ -706,7 +713,26 @@ def _fit_curve_params(curve: _Curve) -> _Params:
     return _Params(fit, a, b, c)
 
 
-def _saturation(curve: _Curve, params: _Params, tolerance: float) -> dict[str, object]:
+TREND_RULE = (
+    "a curve has a measurable trend when the bootstrap interval of its gain from the smallest to "
+    "the largest n lies above 0; without one, no plateau, saturation or saving is claimed"
+)
+
+
+def _trend(curve: _Curve) -> dict[str, object]:
+    """The gain from the smallest to the largest n, its interval, and whether it excludes 0."""
+    if curve.n.size < 2:
+        return {"gain": Estimate(None).to_dict(), "measurable": False, "rule": TREND_RULE}
+    gain = _estimate(
+        float(curve.point[-1] - curve.point[0]), curve.replicates[:, -1] - curve.replicates[:, 0]
+    )
+    measurable = gain.ci_low is not None and gain.ci_low > 0
+    return {"gain": gain.to_dict(), "measurable": measurable, "rule": TREND_RULE}
+
+
+def _saturation(
+    curve: _Curve, params: _Params, tolerance: float, has_trend: bool = True
+) -> dict[str, object]:
     rule = SATURATION_RULE.format(tol=tolerance)
     n_max = curve.n[-1]
     fit = params.fit
@@ -718,7 +744,7 @@ def _saturation(curve: _Curve, params: _Params, tolerance: float) -> dict[str, o
     step_estimate = _estimate(step_point, step)
     gap_estimate = _estimate(gap_point, gap)
     value = confident = None
-    if fit.converged and math.isfinite(gap_point):
+    if has_trend and fit.converged and math.isfinite(gap_point):
         value = bool(gap_point <= tolerance)
         confident = gap_estimate.ci_high is not None and gap_estimate.ci_high <= tolerance
     return {
@@ -769,7 +795,8 @@ def _build_fit(
     slope, intercept = fit_log_linear(curve.n, curve.point)
     finite = np.isfinite(curve.replicates)
     slopes = _log_linear_slopes(curve.n, np.where(finite, curve.replicates, 0.0), finite * 1.0)
-    saturated = _saturation(curve, params, tolerance)
+    trend = _trend(curve)
+    saturated = _saturation(curve, params, tolerance, bool(trend["measurable"]))
     return CurveFit(
         metric=metric,
         test_set=test_set,
@@ -792,6 +819,7 @@ def _build_fit(
         n_at=n_at,
         saturated=saturated,
         band=band,
+        trend=trend,
     )
 
 
@@ -804,7 +832,8 @@ def _savings_for(
 ) -> list[Saving]:
     """Synthetic vs real-only at each measured real-only n and at each fraction of its plateau."""
     (real_fit, real_p), (syn_fit, syn_p) = real, synth
-    if not (real_fit.fit.converged and syn_fit.fit.converged):
+    # A saving read off a real-only curve without a measurable trend would be reading noise.
+    if not (real_fit.fit.converged and syn_fit.fit.converged and real_fit.has_trend):
         return []
     rf, sf = real_fit.fit, syn_fit.fit
     targets: list[tuple[str, float, float, np.ndarray, float, np.ndarray]] = []
@@ -1096,7 +1125,29 @@ def _headlines(data: dict[str, object]) -> list[str]:
         for f in data["fits"]
         if f["organ"] == organ and f["metric"] == "dsc"
     ]
-    return list(dict.fromkeys(lines)) + [line for line in saturation if line]
+    flat = [
+        _no_trend_headline(f)
+        for f in data["fits"]
+        if f["organ"] == organ and f["metric"] == "dsc" and not f.get("trend", {}).get("measurable")
+    ]
+    return list(dict.fromkeys(lines)) + [line for line in saturation + flat if line]
+
+
+def _no_trend_headline(fit: dict[str, object]) -> str:
+    """Plain words for a curve whose gain interval includes 0: nothing is read off it."""
+    values = [p["value"] for p in fit["points"] if p["value"] is not None]
+    span = f"{min(values):.2f}–{max(values):.2f}" if values else "no value"
+    gain = fit.get("trend", {}).get("gain", {})
+    interval = (
+        f"; gain {gain['value']:+.2f} [{gain['ci_low']:+.2f}, {gain['ci_high']:+.2f}]"
+        if gain.get("ci_low") is not None
+        else ""
+    )
+    return (
+        f"- **{fit['test_set']}, {fit['organ']}**: {fit['condition']}: no measurable gain from "
+        f"more real scans: {METRIC_LABELS[fit['metric']]} {span}{interval}, the interval "
+        "includes 0. No plateau, saturation or saving is claimed."
+    )
 
 
 def _fit_table(fits: list[dict[str, object]], levels: Sequence[str]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -146,6 +147,28 @@ def _step(state: TrainingState, loss_fn, batch, config: TrainConfig, device) -> 
     return float(loss.detach())
 
 
+def loss_has_fallen(losses: list[float], share: float = 0.95) -> bool:
+    """Whether the mean loss of the latest tenth of `losses` is below `share` x the first tenth's.
+
+    The yardstick of the quarter-run warning and the study report's "learned" flag.
+    """
+    tenth = max(1, len(losses) // 10)
+    return float(np.mean(losses[-tenth:])) < share * float(np.mean(losses[:tenth]))
+
+
+def _warn_if_not_learning(losses: list[float], iteration: int, total: int) -> None:
+    """After a quarter of the run, say on stderr when the loss has not fallen."""
+    if iteration != max(total // 4, 1) or len(losses) < 10 or loss_has_fallen(losses):
+        return
+    first, last = np.mean(losses[: len(losses) // 10]), np.mean(losses[-len(losses) // 10 :])
+    print(
+        f"warning: the training loss has not fallen after {iteration} of {total} iterations "
+        f"({first:.3f} -> {last:.3f}); check the learning rate, the labels and the HU window",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 class _Log:
     """A CSV log rewritten atomically; on resume, rows past the checkpoint are dropped."""
 
@@ -221,6 +244,8 @@ def _train(config, distributed, resume, report, stop_after) -> TrainResult:
         state.samples_consumed += config.batch_size
         losses.append(loss)
         window_losses.append(loss)
+        if distributed.is_main:
+            _warn_if_not_learning(losses, state.iteration, config.total_iterations)
         if state.iteration % config.log_every == 0 or state.iteration == end:
             elapsed = time.perf_counter() - window_start
             rate = len(window_losses) * config.batch_size * distributed.world_size / elapsed
@@ -253,6 +278,9 @@ def _train(config, distributed, resume, report, stop_after) -> TrainResult:
             state.network.train()
             validations.append({"iteration": state.iteration, **scores})
             if distributed.is_main:
+                shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if k.startswith("dsc"))
+                print(f"validation at iteration {state.iteration}: {shown or 'no tumor case'}",
+                      file=sys.stderr, flush=True)
                 for metric, value in scores.items():
                     validation_log.add(
                         {
@@ -262,6 +290,7 @@ def _train(config, distributed, resume, report, stop_after) -> TrainResult:
                             "value": value,
                         }
                     )
+            window_start = time.perf_counter()  # throughput counts training, not validation
         if distributed.is_main and (
             state.iteration % config.checkpoint_every == 0 or state.iteration == end
         ):
