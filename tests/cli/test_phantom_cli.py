@@ -92,3 +92,23 @@ def test_dataset_example_then_info(tmp_path: Path, example_cache: Path) -> None:
     for organ in ("liver", "pancreas", "kidney", "colon"):
         assert info["organs"][organ]["cases_with_organ"] == 1
         assert info["organs"][organ]["unknown"] == 1  # no lesion files: never guessed negative
+
+
+def test_demo_accepts_a_relative_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tumorscale demo` (default `./tumorscale-demo`) with a relative folder: the study file's
+    data paths must not be resolved twice (they were: tumorscale-demo/tumorscale-demo/...)."""
+    from tumorscale.study.demo import run_demo
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("tumorscale.study.demo.run_study", _stop_before_running)
+    with pytest.raises(_Stop):
+        run_demo(Path("relative-demo"), quick=True)
+    assert (tmp_path / "relative-demo" / "study" / "plan.yaml").is_file()
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_before_running(*args, **kwargs):
+    raise _Stop

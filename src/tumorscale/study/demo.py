@@ -111,6 +111,8 @@ def run_demo(
     from tumorscale.study.report import run_report
 
     size = QUICK if quick else FULL
+    # Absolute: the study file's paths are resolved against its own folder, not the caller's.
+    folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     log(f"phantoms: {size.data_cases} annotated cases and {size.ood_cases} out-of-distribution")
     write_cohort(folder / "phantoms", size.data_cases, seed=1, options=_phantoms("standard"))
