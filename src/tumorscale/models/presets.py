@@ -132,7 +132,7 @@ def _isotropic(n_stages: int, kernel: int = 3) -> tuple[tuple[Triple, ...], tupl
     return strides, kernels
 
 
-_S4, _ = _isotropic(4)
+_S4 = _isotropic(4)[0]
 _S6, _K6 = _isotropic(6)
 
 PRESETS: dict[str, ResEncPreset] = {

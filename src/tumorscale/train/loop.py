@@ -150,7 +150,7 @@ def _step(state: TrainingState, loss_fn, batch, config: TrainConfig, device) -> 
 def loss_has_fallen(losses: list[float], share: float = 0.95) -> bool:
     """Whether the mean loss of the latest tenth of `losses` is below `share` x the first tenth's.
 
-    The yardstick of the quarter-run warning and the study report's "learned" flag.
+    The yardstick of the quarter-run warning.
     """
     tenth = max(1, len(losses) // 10)
     return float(np.mean(losses[-tenth:])) < share * float(np.mean(losses[:tenth]))
