@@ -201,15 +201,15 @@ def demo(
         Path | None,
         typer.Option(help="Demo folder (default: ./tumorscale-demo, or ./tumorscale-demo-quick)."),
     ] = None,
-    quick: Annotated[bool, typer.Option(help="A 2-minute version (2 sizes, fewer cases).")] = False,
+    quick: Annotated[bool, typer.Option(help="Smoke version: sizes 0, 2, 4, few cases.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """A miniature scaling study on phantoms, end to end (what `make demo` runs).
 
     Phantom cohorts (annotated cases with tumors and controls, and an out-of-distribution cohort
-    in a second scanner style) → real-subset sizes 2, 4, 8, 16 × {real only, real + 3× synthetic}
-    with the `tiny` network → predict → evaluate → fit → HTML report. About 5-10 minutes on a
-    2-core CPU; rerun to resume. The curves are what this tiny setting gives, reported as is.
+    in a second scanner style) → real-subset sizes 0, 2, 6, 24 × {real only, real + 3× synthetic}
+    (0: synthetic tumors only) with the `tiny` network at 3 mm → predict → evaluate → fit → HTML
+    report. About 8 minutes on a 2-core CPU; rerun to resume. Reported as measured.
     """
     from tumorscale.cli_study import study_progress
     from tumorscale.study.demo import run_demo

@@ -98,6 +98,9 @@ def study_run(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Dask LocalCluster worker processes.")
     ] = None,
+    processes: Annotated[
+        int, typer.Option(min=1, help="Local, no --gpus: CPU runs at once, sharing the cores.")
+    ] = 1,
     quiet: Quiet = False,
 ) -> None:
     """Train, predict and evaluate every unfinished run; rerun to resume after any crash."""
@@ -107,7 +110,8 @@ def study_run(
         raise _fail(ValueError(f"--executor must be 'local' or 'dask', got {executor!r}"))
     try:
         with study_progress(quiet) as progress:
-            outcome = run_study(out, executor, scheduler, _gpus(gpus), workers, progress)
+            outcome = run_study(out, executor, scheduler, _gpus(gpus), workers, progress,
+                                processes)
     except (TumorscaleError, ValueError, RuntimeError) as error:
         raise _fail(error) from error
     done = len(outcome.outcomes) - len(outcome.failed)

@@ -124,6 +124,31 @@ def test_model_organ_class_restricts_lesions(tmp_path: Path) -> None:
     assert given.settings["postprocess"]["liver"][-1] == "restrict_to_organ (input organ mask)"
 
 
+
+def test_windows_run_only_around_given_organ_masks(tmp_path: Path) -> None:
+    shape = (80, 40, 30)
+    hu = np.full(shape, BACKGROUND_HU, dtype=np.float32)
+    hu[5:10, 5:10, 10:16] = LESION_HU  # inside the organ
+    hu[60:70, 20:30, 10:20] = LESION_HU  # 75 mm away: removed by the organ restriction anyway
+    organ = np.zeros(shape, np.uint8)
+    organ[3:13, 3:13, 8:18] = 1
+    nib.save(nib.Nifti1Image(hu, np.diag([1.5, 1.5, 1.5, 1.0])), str(tmp_path / "ct.nii.gz"))
+    volume = read_nifti(tmp_path / "ct.nii.gz")
+    network = IntensityClasses((BACKGROUND_HU, LESION_HU))
+    spec = make_spec(spacing=(2.0, 2.0, 2.0))  # a resampled model grid of (60, 30, 22)
+    predictor = Predictor((network, spec), device="cpu", tta=False)
+    boxed = predictor.predict(volume, organ_masks={"liver": organ})
+    start, stop = zip(*boxed.settings["windows_box_vox"], strict=True)
+    assert start == (0, 0, 0) and stop[0] < 30 and stop[1] < 30  # far from the whole grid
+    whole = predictor.predict(volume)  # no organ mask: every window, both lesions
+    assert int(whole.lesion_masks["liver"][50:, :, :].sum()) > 0
+    expected = whole.lesion_masks["liver"].copy()
+    expected[40:] = 0  # what the restriction keeps of the whole-grid prediction
+    np.testing.assert_array_equal(boxed.lesion_masks["liver"], expected)
+    empty = predictor.predict(volume, organ_masks={"liver": np.zeros(shape, np.uint8)})
+    assert [tuple(part) for part in empty.settings["windows_box_vox"]] == [(0, 60), (0, 30),
+                                                                            (0, 22)]
+
 def test_predictor_from_a_model_file(tmp_path: Path) -> None:
     names = ("background", "liver_lesion", "kidney_lesion")
     spec = ModelSpec(
@@ -148,11 +173,11 @@ def _oom_until(monkeypatch: pytest.MonkeyPatch, fails) -> list[tuple[str, int]]:
     calls: list[tuple[str, int]] = []
     real = Predictor._run_windows
 
-    def fake(self, image, device, batch_size):
+    def fake(self, image, device, batch_size, region=None):
         calls.append((device.type, batch_size))
         if fails(device.type, batch_size):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (fake)")
-        return real(self, image, torch.device("cpu"), batch_size)
+        return real(self, image, torch.device("cpu"), batch_size, region)
 
     monkeypatch.setattr(Predictor, "_run_windows", fake)
     return calls

@@ -77,6 +77,32 @@ def test_result_does_not_depend_on_the_window_batch() -> None:
     assert float((one - five).abs().max()) <= 1e-6
 
 
+
+class CountingNet(nn.Module):
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network, self.windows = network, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.windows += x.shape[0]
+        return self.network(x)
+
+
+def test_a_region_runs_fewer_windows_and_keeps_the_whole_volume_logits_there() -> None:
+    image = torch.randn(1, 1, 60, 44, 30, generator=torch.Generator().manual_seed(5))
+    whole_net, region_net = CountingNet(tiny_network()), CountingNet(tiny_network())
+    whole = sliding_window_inference(image, whole_net, (16, 16, 16), overlap=0.5)
+    region = (slice(5, 14), slice(20, 30), slice(8, 12))
+    part = sliding_window_inference(image, region_net, (16, 16, 16), overlap=0.5, region=region)
+    assert region_net.windows < whole_net.windows / 3
+    assert torch.equal(part[(slice(None), slice(None), *region)],
+                       whole[(slice(None), slice(None), *region)])
+    reached = part[0, 1] > -1e3  # voxels all of whose windows ran
+    assert torch.equal(part[0][:, reached], whole[0][:, reached])
+    assert int(reached.sum()) < reached.numel() / 2
+    probabilities = torch.softmax(part[0], dim=0)
+    assert torch.all(probabilities[0][~reached] == 1.0)  # elsewhere: certain background
+
 def test_deep_supervision_list_uses_full_resolution() -> None:
     network = tiny_network()
     image = torch.randn(1, 1, 20, 20, 20, generator=torch.Generator().manual_seed(4))

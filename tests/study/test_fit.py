@@ -13,6 +13,8 @@ import pytest
 from tumorscale.metrics.summary import summarize_rows
 from tumorscale.study.fit import (
     ALL_ORGANS,
+    Estimate,
+    _sanity,
     fit_log_linear,
     fit_saturating_power_law,
     fit_study,
@@ -23,8 +25,12 @@ from tumorscale.study.fit import (
     run_metrics,
     write_fit,
 )
+from tumorscale.study.learning import RunLearning
 
 COUNTS = (60, 120, 278, 500, 1000, 1500, 3159)
+# Noise-free rows give zero-width intervals, which the fit refuses as no finding; a trace of
+# run noise keeps the exact-law tests about the law.
+TRACE = 1e-6
 PARAMETER_SETS = [(0.60, 2.0, 0.5), (0.80, 30.0, 1.0), (0.90, 0.5, 0.2)]
 
 
@@ -137,18 +143,19 @@ def test_n_star_formula_and_inverse() -> None:
 
 def test_extrapolation_flags() -> None:
     # n95 = (2 / (0.05·0.6))^2 ≈ 4,444: beyond 3,159; measured only to 500, n99 far beyond.
-    rows = study_rows({0.0: (0.6, 2.0, 0.5)}, np.random.default_rng(0), counts=(60, 120, 278, 500))
+    rows = study_rows({0.0: (0.6, 2.0, 0.5)}, np.random.default_rng(0), counts=(60, 120, 278, 500),
+                      noise_sd=TRACE)  # fmt: skip
     fit = _fit_of(fit_study(rows, metrics=("dsc",), n_bootstrap=50))
     assert fit.n_at["0.95"].value == pytest.approx(4444.4, rel=1e-3)
     assert fit.n_at["0.95"].extrapolated is True
     assert fit.plateau_extrapolated is True and fit.saturated["value"] is False
     # A fast curve (c = 2): n95 = (27 / 0.03)^(1/2) = 30, below the first count.
-    rows = study_rows({0.0: (0.6, 27.0, 2.0)}, np.random.default_rng(0))
+    rows = study_rows({0.0: (0.6, 27.0, 2.0)}, np.random.default_rng(0), noise_sd=TRACE)
     fast = _fit_of(fit_study(rows, metrics=("dsc",), n_bootstrap=50))
     assert fast.n_at["0.95"].value == pytest.approx(30.0, rel=1e-3)
     assert fast.n_at["0.95"].extrapolated is True
     # c = 1, b = 10: n95 ≈ 333 and n99 ≈ 1,667, both measured.
-    rows = study_rows({0.0: (0.6, 10.0, 1.0)}, np.random.default_rng(0))
+    rows = study_rows({0.0: (0.6, 10.0, 1.0)}, np.random.default_rng(0), noise_sd=TRACE)
     inside = _fit_of(fit_study(rows, metrics=("dsc",), n_bootstrap=50))
     assert inside.n_at["0.95"].value == pytest.approx(333.3, rel=1e-3)
     assert inside.n_at["0.95"].extrapolated is False
@@ -160,7 +167,7 @@ def test_savings_ratio_of_a_curve_shifted_by_three_in_n() -> None:
     a, b, c = 0.6, 2.0, 0.5
     # synthetic(n) = real(3n): the same law with b·3^(−c).
     rows = study_rows({0.0: (a, b, c), 3.0: (a, b * 3**-c, c)}, np.random.default_rng(1),
-                      counts=(60, 278, 500, 1500, 3159))  # fmt: skip
+                      counts=(60, 278, 500, 1500, 3159), noise_sd=TRACE)  # fmt: skip
     study = fit_study(rows, metrics=("dsc",), n_bootstrap=50)
     savings = [s for s in study.savings if s.metric == "dsc"]
     assert {s.target_kind for s in savings} == {"real_only_at_n", "plateau"}
@@ -277,16 +284,20 @@ def test_same_seed_same_output_other_seed_other_intervals() -> None:
     )
 
 
-def test_run_fit_reads_per_case_csv_and_writes_json_and_markdown(tmp_path: Path) -> None:
-    rows = study_rows({0.0: (0.6, 2.0, 0.5), 3.0: (0.6, 2.0 * 3**-0.5, 0.5)},
-                      np.random.default_rng(4), case_sd=0.05, noise_sd=0.02)  # fmt: skip
-    rows += [r | {"organ": "liver"} for r in rows]
-    results = tmp_path / "results"
+def write_per_case(study: Path, rows: list[dict[str, object]]) -> None:
+    """`rows` as the study's results/per_case.csv (what `study run` collects)."""
+    results = study / "results"
     results.mkdir()
     with (results / "per_case.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+def test_run_fit_reads_per_case_csv_and_writes_json_and_markdown(tmp_path: Path) -> None:
+    rows = study_rows({0.0: (0.6, 2.0, 0.5), 3.0: (0.6, 2.0 * 3**-0.5, 0.5)},
+                      np.random.default_rng(4), case_sd=0.05, noise_sd=0.02)  # fmt: skip
+    rows += [r | {"organ": "liver"} for r in rows]
+    write_per_case(tmp_path, rows)
     json_path, md_path = run_fit(tmp_path, n_bootstrap=30, seed=0)
     data = json.loads(json_path.read_text(encoding="utf-8"), parse_constant=pytest.fail)
     assert {f["organ"] for f in data["fits"]} == {ALL_ORGANS, "liver", "pancreas"}
@@ -324,3 +335,210 @@ def test_fit_keeps_claims_for_a_real_trend() -> None:
     real = _fit_of(study)
     assert real.has_trend and real.trend["gain"]["ci_low"] > 0
     assert study.savings
+
+
+def _headline_section(study, folder: Path) -> str:
+    """fit.md's Headlines section, as `study fit` writes it."""
+    write_fit(study, folder)
+    text = (folder / "fit.md").read_text(encoding="utf-8")
+    return text.split("## Headlines")[1].split("\n## ")[0]
+
+
+def _learning(rows, failed) -> dict[str, RunLearning]:
+    """A learning record per run: the loss halves, or stays flat where failed(run row)."""
+    runs = {row["run_id"]: row for row in rows}
+    return {run_id: RunLearning(run_id, (5, 10), (1.0, 1.0) if failed(row) else (1.0, 0.5))
+            for run_id, row in runs.items()}  # fmt: skip
+
+
+CLEAN = {0.0: (0.6, 0.5, 1.0), 3.0: (0.7, 0.5, 1.0)}  # a clear rise: trend, plateau, savings
+
+
+def _clean_rows(seed: int = 3, **options) -> list[dict[str, object]]:
+    return study_rows(CLEAN, np.random.default_rng(seed), (2, 4, 8, 16), cases=12,
+                      noise_sd=0.05, **options)  # fmt: skip
+
+
+def test_fit_reads_no_trend_into_shuffled_results(tmp_path: Path) -> None:
+    """A clean rising curve whose per-case values are shuffled across every run and n: the
+    trend is gone, and so are the savings, saturation and plateau claims."""
+    for shuffle in range(3):
+        rows = _clean_rows(case_sd=0.1)
+        positive = [row for row in rows if row["tumor_status"] == "positive"]
+        values = [row["dsc"] for row in positive]
+        np.random.default_rng(shuffle).shuffle(values)
+        rows = [row | {"dsc": value} if row["tumor_status"] == "positive" else row
+                for row, value in zip(rows, _aligned(rows, values), strict=True)]  # fmt: skip
+        study = fit_study(rows, metrics=("dsc",), n_bootstrap=200, seed=0)
+        assert not _fit_of(study).has_trend, (shuffle, _fit_of(study).trend)
+        assert study.savings == [] and _fit_of(study).saturated["value"] is None
+        headlines = _headline_section(study, tmp_path / str(shuffle))
+        assert "no measurable gain" in headlines
+        assert "fewer" not in headlines and "saturated" not in headlines
+        assert "of its DSC plateau" not in headlines
+
+
+def _aligned(rows: list[dict[str, object]], values: list[object]) -> list[object]:
+    """`values` (one per positive row) spread over all rows, None at the controls."""
+    found = iter(values)
+    return [next(found) if row["tumor_status"] == "positive" else None for row in rows]
+
+
+def test_runs_that_did_not_learn_get_no_claims(tmp_path: Path) -> None:
+    """A clean rising curve read from runs whose logs show no loss fall: no saving, no
+    saturation, and the headline says so in plain words."""
+    from tests.study.test_learning import write_log
+
+    rows = _clean_rows()
+    write_per_case(tmp_path, rows)
+    for run_id in {row["run_id"] for row in rows}:
+        flat = run_id.startswith("r0-")  # real only: loss flat; with synthetic: falling
+        losses = [1.0, 1.01, 0.99, 1.0] if flat else [1.2, 0.9, 0.6, 0.4]
+        write_log(tmp_path / "runs" / str(run_id) / "train", losses)
+    json_path, md_path = run_fit(tmp_path, n_bootstrap=200, seed=0)
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    real = next(f for f in data["fits"] if f["metric"] == "dsc" and f["synthetic_ratio"] == 0)
+    synthetic = next(f for f in data["fits"] if f["metric"] == "dsc" and f["synthetic_ratio"] == 3)
+    assert real["trend"]["measurable"] is True  # the curve alone would have passed
+    assert real["learning"]["learned"] is False and real["learning"]["not_learned"] == 12
+    assert real["claims"]["allowed"] is False and real["saturated"]["value"] is None
+    assert synthetic["learning"]["learned"] is True and synthetic["claims"]["allowed"] is True
+    assert data["savings"] == []
+    headlines = md_path.read_text(encoding="utf-8").split("## Headlines")[1].split("\n## ")[0]
+    assert "runs did not learn: training loss did not fall in 12 of 12 runs" in headlines
+    assert "fewer" not in headlines and "of its DSC plateau" not in headlines
+
+
+def test_learning_gate_counts_majority_and_largest_n() -> None:
+    rows = _clean_rows()
+    study = fit_study(rows, metrics=("dsc",), n_bootstrap=200,
+                      learning=_learning(rows, lambda row: False))  # fmt: skip
+    assert _fit_of(study).learning["learned"] is True and study.savings
+    # one seed fails at the largest n: the curve's top is not trusted
+    top = _learning(rows, lambda row: row["n_real"] == "16" and row["seed"] == "0")
+    study = fit_study(rows, metrics=("dsc",), n_bootstrap=200, learning=top)
+    real = _fit_of(study)
+    assert real.learning["not_learned_at_largest_n"] == 1 and not real.claims_allowed
+    assert study.savings == [] and "1 of them at the largest n (16)" in real.claim_reasons[0]
+    # a minority failing below the largest n leaves the claims standing
+    few = _learning(rows, lambda row: row["n_real"] == "2" and row["seed"] != "2")
+    study = fit_study(rows, metrics=("dsc",), n_bootstrap=200, learning=few)
+    assert _fit_of(study).learning["not_learned"] == 2 and _fit_of(study).claims_allowed
+    assert study.savings
+    # a failing synthetic curve blocks the savings read off it, not the real-only claims
+    synthetic = _learning(rows, lambda row: row["synthetic_ratio"] == "3.0")
+    study = fit_study(rows, metrics=("dsc",), n_bootstrap=200, learning=synthetic)
+    assert _fit_of(study).claims_allowed and not _fit_of(study, ratio=3.0).claims_allowed
+    assert study.savings == []
+
+
+def test_plateau_above_the_maximum_is_not_reported(tmp_path: Path) -> None:
+    """A steep curve whose fitted plateau lies above 1: no plateau, saving or saturation."""
+    rows = study_rows({0.0: (1.1, 1.5, 0.5), 3.0: (1.1, 1.0, 0.5)}, np.random.default_rng(5),
+                      (2, 4, 8, 16), cases=12, noise_sd=0.05)  # fmt: skip
+    study = fit_study(rows, metrics=("dsc",), n_bootstrap=200, seed=0)
+    real = _fit_of(study)
+    assert real.has_trend and real.fit.converged and real.a.value > 1.0
+    assert not real.claims_allowed and "above the metric's maximum 1" in real.claim_reasons[0]
+    assert study.savings == [] and real.saturated["value"] is None
+    headlines = _headline_section(study, tmp_path)
+    assert f"no credible DSC fit: plateau {real.a.value:.2f} above the metric's maximum 1" in (
+        headlines
+    )
+    assert "fewer" not in headlines and "of its DSC plateau" not in headlines
+    table = (tmp_path / "fit.md").read_text(encoding="utf-8").split("### Fits")[1]
+    assert f"{real.a.value:.2f} [" not in table  # the plateau is not shown as a number
+
+
+def test_zero_width_intervals_are_not_a_finding(tmp_path: Path) -> None:
+    """One tumor case and one seed (as the old demo's OOD set): every resample is the same,
+    so intervals have zero width; the old demo headlined P-Sen plateau 1.05 [1.05, 1.05]."""
+    rows = study_rows(CLEAN, np.random.default_rng(3), (2, 4, 8, 16), seeds=(0,), cases=1,
+                      noise_sd=0.05)  # fmt: skip
+    study = fit_study(rows, n_bootstrap=200, seed=0)
+    real, p_sen = _fit_of(study), _fit_of(study, "p_sen")
+    assert real.a.ci_low == real.a.ci_high and real.has_trend  # the trend alone would pass
+    assert not real.credible and "zero-width bootstrap intervals" in real.sanity[-1]
+    assert p_sen.a.value == pytest.approx(1.05, abs=0.01) and not p_sen.claims_allowed
+    assert study.savings == []
+    headlines = _headline_section(study, tmp_path)
+    assert "no credible DSC fit: zero-width bootstrap intervals (plateau [" in headlines
+    assert "1.05 [1.05, 1.05]" not in headlines and "plateau (" not in headlines
+
+
+def test_a_clean_curve_keeps_its_plateau_and_savings(tmp_path: Path) -> None:
+    """The gates fail both ways: runs that learned, a clear trend, a plateau below 1."""
+    rows = _clean_rows()
+    study = fit_study(rows, metrics=("dsc",), n_bootstrap=200, seed=0,
+                      learning=_learning(rows, lambda row: False))  # fmt: skip
+    real = _fit_of(study)
+    assert real.claims_allowed and real.claim_reasons == [] and real.saturated["value"] is not None
+    assert 0.5 < real.a.value < 0.7 and real.a.ci_low < real.a.ci_high
+    headlines = _headline_section(study, tmp_path)
+    assert f"Real only reaches 95% of its DSC plateau ({real.a.value:.2f} [" in headlines
+    assert "fewer" in headlines and "did not learn" not in headlines
+
+
+def test_label_free_rows_are_reported_apart_not_fitted(tmp_path: Path) -> None:
+    """n = 0 (synthetic tumors only) runs of the synthetic condition: the power law and the trend
+    use n > 0 only, and the n = 0 DSC is reported on its own."""
+    rows = _clean_rows()
+    zero_dsc = np.full(12, 0.35) + np.random.default_rng(9).normal(0, 0.05, 12)
+    zero = [row for seed in (0, 1, 2)
+            for row in _run_rows(f"r3-n0-s{seed}", 0, 3.0, seed, "id", zero_dsc)]  # fmt: skip
+    with_zero = fit_study(rows + zero, n_bootstrap=100, seed=0)
+    without = fit_study(rows, n_bootstrap=100, seed=0)
+    synthetic = _fit_of(with_zero, ratio=3.0)
+    assert [p.n_real for p in synthetic.points] == [2, 4, 8, 16]
+    label_free = synthetic.label_free
+    assert label_free is not None and label_free.n_real == 0 and label_free.n_seeds == 3
+    assert label_free.value == pytest.approx(float(np.mean(zero_dsc)))
+    assert label_free.ci_low < label_free.value < label_free.ci_high
+    assert _fit_of(with_zero).label_free is None  # no real-only run at n = 0
+    # the fitted curves are those without the n = 0 rows
+    for ratio in (0.0, 3.0):
+        ours, plain = _fit_of(with_zero, ratio=ratio).to_dict(), _fit_of(without, ratio=ratio)
+        assert ours | {"label_free": None} == plain.to_dict()
+    json_path, md_path = write_fit(with_zero, tmp_path)
+    data = json.loads(json_path.read_text(encoding="utf-8"), parse_constant=pytest.fail)
+    record = next(f for f in data["fits"] if f["metric"] == "dsc" and f["synthetic_ratio"] == 3)
+    assert record["label_free"]["n_real"] == 0
+    text = md_path.read_text(encoding="utf-8")
+    headline = (f"r3: synthetic tumors only (0 real scans): DSC {label_free.value:.2f} "
+                f"[{label_free.ci_low:.2f}, {label_free.ci_high:.2f}] (3 seeds)")  # fmt: skip
+    assert headline in text.split("## Headlines")[1].split("\n## ")[0]
+    assert "| DSC | with 3× synthetic (r3) | 0 (synthetic only) |" in text
+
+
+def test_headlines_start_with_what_was_measured(tmp_path: Path) -> None:
+    rows = study_rows({0.0: (0.6, 0.5, 1.0), 3.0: (0.7, 0.5, 1.0)}, np.random.default_rng(3),
+                      (2, 4, 8, 16), cases=12, noise_sd=0.05)  # fmt: skip
+    study = fit_study(rows, metrics=("dsc",), n_bootstrap=200, seed=0)
+    real = _fit_of(study)
+    first = _headline_section(study, tmp_path).strip().splitlines()[0]
+    low, high = real.points[0], real.points[-1]
+    assert f"DSC {low.value:.2f} [{low.ci_low:.2f}, {low.ci_high:.2f}] at 2 and" in first
+    assert f"{high.value:.2f} [{high.ci_low:.2f}, {high.ci_high:.2f}] at 16 real scans" in first
+    assert first.endswith("(measurable).")
+
+
+def test_a_plateau_the_data_do_not_bound_is_no_finding(tmp_path: Path) -> None:
+    """The demo's situation: 3 sizes, 8 tumor cases, one seed; the gain is clear, but in some
+    resamples the curve is still rising (the plateau's interval reaches the fit's bound)."""
+    rows = study_rows({0.0: (0.75, 1.425, 0.92), 3.0: (0.7, 0.5, 1.0)},
+                      np.random.default_rng(4), (2, 6, 24), seeds=(0,), cases=8, noise_sd=0.2)
+    study = fit_study(rows, metrics=("dsc",), n_bootstrap=200, seed=0)
+    real = _fit_of(study)
+    assert real.has_trend and real.fit.converged and not real.claims_allowed
+    assert "plateau not identified" in real.claim_reasons[0]
+    assert study.savings == [] and real.saturated["value"] is None
+    headlines = _headline_section(study, tmp_path)
+    assert "(measurable)" in headlines  # the measured gain is still reported
+    assert "fewer" not in headlines and "of its DSC plateau" not in headlines
+
+
+def test_an_exponent_at_its_bound_is_a_step_not_a_curve() -> None:
+    plateau = Estimate(0.5, 0.4, 0.6)
+    gain = {"value": 0.1, "ci_low": 0.02, "ci_high": 0.2}
+    assert _sanity(plateau, gain, c=1.0) == []
+    assert "exponent c at its bound 3" in _sanity(plateau, gain, c=3.0)[0]

@@ -103,8 +103,17 @@ def test_ood_sharing_files_with_the_data_is_an_error(study_cohorts, tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"real_counts": [0, 4]}, "real_counts: every value must be >= 1"),
+        ({"real_counts": [-1, 4]}, "real_counts: every value must be >= 0"),
+        ({"real_counts": [0]}, "real_counts: 0 \\(no real scans\\) needs"),
+        ({"real_counts": [0, 4], "conditions": [{"name": "real", "synthetic_ratio": 0}]},
+         "real_counts: 0 \\(no real scans\\) needs a condition with synthetic_ratio > 0"),
         ({"conditions": [{"name": "a b", "synthetic_ratio": 0}]}, "conditions\\[0\\].name"),
+        ({"conditions": [{"name": "r", "synthetic_ratio": 0, "real_counts": [3]}]},
+         "conditions\\[0\\].real_counts: \\[3\\] are not among the study's real_counts"),
+        ({"real_counts": [0, 2], "conditions": [{"name": "s", "synthetic_ratio": 3},
+                                                {"name": "r", "synthetic_ratio": 0,
+                                                 "real_counts": [0, 2]}]},
+         "conditions\\[1\\].real_counts: 0 real scans needs synthetic_ratio > 0"),
         ({"id_test": {"count": 2, "fraction": 0.1}}, "id_test: give exactly one"),
         ({"compute": {"policy": "linear"}}, "compute.policy"),
         ({"train": {"seed": 3}}, "train: \\['seed'\\] are set by the study"),
@@ -122,3 +131,23 @@ def test_scaled_compute_policy(study_cohorts, tmp_path):
     compute = {"policy": "scaled", "per_real_case": 10, "min_iterations": 25}
     spec = load_study(write_study(tmp_path, study_cohorts, compute=compute))
     assert [spec.compute.iterations_for(n) for n in (2, 4, 60)] == [25, 40, 600]
+
+
+def test_zero_real_scans_plans_synthetic_only_runs(study_cohorts, tmp_path):
+    spec = load_study(write_study(tmp_path, study_cohorts, real_counts=[0, 2]))
+    plan = make_plan(spec, tmp_path / "out")
+    runs = {(run.n_real, run.condition) for run in plan.runs}
+    assert runs == {(0, "synth3"), (2, "real"), (2, "synth3")}  # no real-only run without data
+    label_free = next(run for run in plan.runs if run.n_real == 0)
+    assert plan.real_cases(label_free) == () and plan.healthy_cases()
+    assert load_plan(plan.root) == plan
+
+
+def test_a_condition_may_train_at_some_of_the_study_sizes(study_cohorts, tmp_path):
+    conditions = [{"name": "real", "synthetic_ratio": 0},
+                  {"name": "synth3", "synthetic_ratio": 3, "real_counts": [0, 4]}]
+    spec = load_study(write_study(tmp_path, study_cohorts, real_counts=[0, 2, 4],
+                                  conditions=conditions))  # fmt: skip
+    plan = make_plan(spec, tmp_path / "out")
+    runs = {(run.n_real, run.condition) for run in plan.runs}
+    assert runs == {(2, "real"), (4, "real"), (0, "synth3"), (4, "synth3")}

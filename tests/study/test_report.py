@@ -13,14 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from matplotlib.figure import Figure as MplFigure
 
 from tests.conftest import save_nifti, sphere
+from tests.study.test_learning import write_log
 from tumorscale.errors import InputFileError
 from tumorscale.study.report import (
+    ZERO_LABEL,
     ReportPaths,
     StudyData,
     _axial,
     _band,
+    _colours,
+    _conditions,
+    _draw_panel,
     bootstrap_band,
     example_runs,
     load_report_data,
@@ -143,8 +149,11 @@ def make_study(
     plan: bool = True,
     ood: bool = True,
     cases: bool = True,
+    logs: bool = True,
 ) -> Path:
-    """A study folder as plan/run/fit leave it (the plan calls the in-distribution set 'id')."""
+    """A study folder as plan/run/fit leave it (the plan calls the in-distribution set 'id').
+
+    Training logs: every run's loss falls except FLAT_RUN's; NO_LOG_RUN has none."""
     root.mkdir(parents=True, exist_ok=True)
     test_sets = ("id", "ood_b") if ood else ("id",)
     if plan:
@@ -161,6 +170,8 @@ def make_study(
         (results / "fit.md").write_text(f"# Headline\n\n- {HEADLINE}\n", encoding="utf-8")
     if runs:
         _write_csv(results / "runs.csv", _runs_rows(test_sets))
+    if logs:
+        _write_logs(root)
     if cases:
         for name in test_sets:
             _write_case(root / "testsets" / name / "BDMAP_00000001", (12, 12, 5))
@@ -172,6 +183,20 @@ def make_study(
                 folder / "BDMAP_00000001" / "segmentations" / "liver_lesion.nii.gz", predicted
             )
     return root
+
+
+FLAT_RUN, NO_LOG_RUN = _run_id(4, "real_only", 1), _run_id(32, "real_syn3", 1)
+
+
+def _write_logs(root: Path) -> None:
+    for n in COUNTS:
+        for condition in CONDITIONS:
+            for seed in SEEDS:
+                run_id = _run_id(n, condition, seed)
+                falling = [1.5 / (1 + 0.2 * k) for k in range(20)]  # 1.5 → 0.31
+                losses = [1.0, 1.02, 0.98, 1.01] * 5 if run_id == FLAT_RUN else falling
+                if run_id != NO_LOG_RUN:
+                    write_log(root / "runs" / run_id / "train", losses)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +212,8 @@ def test_writes_markdown_html_and_every_figure(full_report: ReportPaths) -> None
     assert full_report.html.is_file() and full_report.markdown.is_file()
     names = {path.name for path in full_report.figures}
     # dsc, nsd, spe from the fits/runs.csv (auc is empty everywhere); example slices for both sets
-    stems = ("metric_dsc", "metric_nsd", "metric_spe", "example_in_distribution", "example_ood_b")
+    stems = ("metric_dsc", "metric_nsd", "metric_spe", "example_in_distribution", "example_ood_b",
+             "training_loss")
     expected = {f"{stem}.{suffix}" for stem in stems for suffix in ("png", "svg")}
     assert names == expected
     assert all(path.is_file() and path.stat().st_size > 1000 for path in full_report.figures)
@@ -317,7 +343,7 @@ def test_broken_and_null_inputs_do_not_crash(tmp_path: Path) -> None:
     markdown = write_report(study).markdown.read_text(encoding="utf-8")
     assert "fit.json unreadable" in markdown and "plan.yaml unreadable" in markdown
 
-    nulls = make_study(tmp_path / "b", runs=False, cases=False)
+    nulls = make_study(tmp_path / "b", runs=False, cases=False, logs=False)
     record = {"metric": "dsc", "test_set": "in_distribution", "condition": "real_only",
               "synthetic_ratio": None, "organ": None, "power_law": None, "n_at": None,
               "points": [{"n_real": 4, "value": 0.5, "ci_low": None, "ci_high": None},
@@ -415,3 +441,111 @@ def test_report_reads_what_study_fit_writes(tmp_path: Path) -> None:
     assert "Headlines" in markdown and "**DSC**" in markdown  # fit.md's headlines, savings table
     n, low, high = bootstrap_band(fit)  # fit.json's own band is read, not the approximation
     assert n[0] == COUNTS[0] and n[-1] == pytest.approx(COUNTS[-1]) and np.all(low <= high)
+
+
+def test_learning_table_and_loss_figure(full_report: ReportPaths) -> None:
+    markdown = full_report.markdown.read_text(encoding="utf-8")
+    assert "## Did the runs learn?" in markdown and "training_loss.png" in markdown
+    assert "Learned: 14 of 16 runs; did not learn: 1; unknown (no readable training log): 1." in (
+        markdown
+    )
+    first, last = 1.5 * (1 + 1 / 1.2) / 2, (1.5 / (1 + 0.2 * 18) + 1.5 / (1 + 0.2 * 19)) / 2
+    learned = f"| {_run_id(4, 'real_only', 0)} | 4 | real_only | 100 | {first:.3f} | {last:.3f} "
+    assert learned + "| – | yes |" in markdown
+    assert f"| {FLAT_RUN} | 4 | real_only | 100 | 1.010 | 0.995 | – | no |" in markdown
+    assert f"| {NO_LOG_RUN} | 32 | real_syn3 | – | – | – | – | unknown | log.csv not found |" in (
+        markdown
+    )
+    text = full_report.html.read_text(encoding="utf-8")
+    assert "<caption>Runs: did they learn?</caption>" in text
+
+
+def test_unreadable_logs_read_unknown(tmp_path: Path) -> None:
+    study = make_study(tmp_path, cases=False, ood=False)
+    (study / "runs" / FLAT_RUN / "train" / "log.csv").write_bytes(b"\xff\xfe garbage")
+    (study / "runs" / "stray" / "train").mkdir(parents=True)  # a run folder no table names
+    markdown = write_report(study).markdown.read_text(encoding="utf-8")
+    unreadable = f"| {FLAT_RUN} | 4 | real_only | – | – | – | – | unknown | log.csv unreadable"
+    assert unreadable in markdown
+    assert "| stray | – | – | – | – | – | – | unknown | log.csv not found |" in markdown
+    quiet = make_study(tmp_path / "nologs", cases=False, ood=False, logs=False)
+    paths = write_report(quiet)
+    markdown = paths.markdown.read_text(encoding="utf-8")
+    assert "No training logs found" in markdown and "unknown (no readable training log): 16" in (
+        markdown
+    )
+    assert "training_loss.png" not in {p.name for p in paths.figures}
+
+
+def _refused(record: dict) -> dict:
+    reasons = ["runs did not learn: training loss did not fall in 5 of 8 runs"]
+    return {**record, "claims": {"allowed": False, "reasons": reasons, "sanity": []},
+            "saturated": {**record["saturated"], "value": None}}  # fmt: skip
+
+
+def test_a_curve_without_claims_is_points_only(tmp_path: Path) -> None:
+    study = make_study(tmp_path, cases=False, ood=False)
+    path = study / "results" / "fit.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["fits"] = [_refused(f) if f["condition"] == "real_only" else f for f in data["fits"]]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    markdown = write_report(study).markdown.read_text(encoding="utf-8")
+    reason = "no claim: runs did not learn: training loss did not fall in 5 of 8 runs"
+    assert f"| in-distribution: id | real_only | – | – | – | – | – | – | 0.050 [0.030, 0.070] | {reason} |" in markdown  # noqa: E501
+    assert f"in-distribution: id, real_only: {reason}" in markdown  # the figure's note
+    assert "0.850 [0.830, 0.870]" not in markdown  # its plateau is not shown
+
+
+def _with_label_free(study: Path) -> None:
+    """n = 0 runs of real_syn3 in runs.csv, and label_free values in fit.json."""
+    rows = _runs_rows(("id", "ood_b"))
+    for seed in SEEDS:
+        for test_set in ("id", "ood_b"):
+            rows.append({"run_id": _run_id(0, "real_syn3", seed), "n_real": 0,
+                         "condition": "real_syn3", "synthetic_ratio": 3.0, "seed": seed,
+                         "test_set": test_set, "organ": "all organs", "dsc": 0.2 + 0.02 * seed,
+                         "nsd": 0.25, "spe": 0.8, "auc": ""})  # fmt: skip
+    _write_csv(study / "results" / "runs.csv", rows)
+    path = study / "results" / "fit.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for record in data["fits"]:
+        if record["condition"] == "real_syn3" and record["metric"] == "dsc":
+            record["label_free"] = {"n_real": 0, "value": 0.3, "ci_low": 0.25, "ci_high": 0.36,
+                                    "n_seeds": 2}  # fmt: skip
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def test_label_free_point_is_drawn_apart_and_tabled(tmp_path: Path) -> None:
+    study = make_study(tmp_path, cases=False)
+    _with_label_free(study)
+    paths = write_report(study)
+    markdown = paths.markdown.read_text(encoding="utf-8")
+    data = load_report_data(study)
+    key = ("dsc", "in_distribution", "real_syn3", "all organs")
+    assert data.label_free[key].value == 0.3  # fit.json's value beats the runs.csv mean
+    nsd = data.label_free[("nsd", "in_distribution", "real_syn3", "all organs")]
+    assert nsd.value == pytest.approx(0.25) and nsd.n_seeds == 2  # no fit value: seed mean
+    assert all(p.n_real > 0 for points in data.points.values() for p in points)
+    assert f"| {ZERO_LABEL} | – | 0.300 [0.250, 0.360] |" in markdown  # DSC, in-distribution
+    assert "metric_dsc.png" in {p.name for p in paths.figures}
+    figure = MplFigure()
+    axes = figure.subplots()
+    _draw_panel(axes, data, "dsc", "in_distribution", _colours(_conditions(data)))
+    ticks = dict(zip(axes.get_xticks(), (t.get_text() for t in axes.get_xticklabels()),
+                     strict=True))  # fmt: skip
+    zero = min(ticks)
+    assert ticks[zero] == "0\n(synthetic only)" and zero < COUNTS[0]
+    assert axes.get_xscale() == "log"
+
+
+def test_report_renders_what_study_fit_writes_with_label_free(tmp_path: Path) -> None:
+    from tumorscale.study.fit import fit_study, write_fit
+
+    rows = _per_case_rows()
+    for row in [r for r in rows if r["n_real"] == COUNTS[0] and r["condition"] == "real_syn3"]:
+        rows.append(row | {"n_real": 0, "run_id": row["run_id"].replace("n04", "n00")})
+    study = make_study(tmp_path, fit=False, cases=False)
+    write_fit(fit_study(rows, organ="liver", n_bootstrap=30), study / "results")
+    markdown = write_report(study).markdown.read_text(encoding="utf-8")
+    assert "synthetic tumors only (0 real scans): DSC" in markdown  # fit.md's headline
+    assert f"| {ZERO_LABEL} |" in markdown

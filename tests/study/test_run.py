@@ -122,3 +122,19 @@ def test_dask_executor_on_a_local_cluster(straight, study_cohorts, tmp_path, mon
     expected = [r for r in _table(straight / "results/per_case.csv") if r["run_id"] in RUN_IDS[:2]]
     assert _table(out / "results/per_case.csv") == expected
     assert load_plan(out).runs == load_plan(straight).runs[:2]
+
+
+def test_cpu_processes_equal_the_straight_run_and_train_label_free(straight, study_cohorts,
+                                                                    tmp_path, monkeypatch):
+    monkeypatch.setattr("tumorscale.study.executors.os.cpu_count", lambda: 2)  # 1 thread each
+    out = _plan(study_cohorts, tmp_path, real_counts=[0, 2])
+    outcome = run_study(out, processes=2)
+    assert outcome.ok, outcome.failed
+    assert sorted(o.run_id for o in outcome.outcomes) == ["n0_synth3_s0", *RUN_IDS[:2]]
+    rows = _table(out / "results/per_case.csv")
+    expected = [r for r in _table(straight / "results/per_case.csv") if r["run_id"] in RUN_IDS[:2]]
+    assert [r for r in rows if r["run_id"] in RUN_IDS[:2]] == expected
+    label_free = [r for r in rows if r["run_id"] == "n0_synth3_s0"]
+    assert label_free and {r["n_real"] for r in label_free} == {"0"}
+    log = (out / "runs/n0_synth3_s0/train/log.csv").read_text(encoding="utf-8").splitlines()
+    assert len(log) > 1  # trained on synthetic tumors alone

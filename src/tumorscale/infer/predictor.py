@@ -29,6 +29,7 @@ from tumorscale.infer.postprocess import (
 from tumorscale.infer.preprocess import (
     InputGridPrediction,
     PreparedInput,
+    model_grid_box,
     prepare_input,
     to_input_grid,
 )
@@ -44,6 +45,7 @@ from tumorscale.models import ModelSpec, load_model
 from tumorscale.organs import ORGANS
 
 _OOM = torch.cuda.OutOfMemoryError  # defined on CPU-only builds too
+ORGAN_BOX_MARGIN_MM = 10.0  # beyond the organ masks: lesions that touch an organ may reach out
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -62,6 +64,7 @@ def tumor_organs(spec: ModelSpec) -> dict[str, int]:
 def organ_channels(spec: ModelSpec) -> dict[str, int]:
     """Organ -> output channel of the organ itself, for models trained with organ classes."""
     return {c: i for i, c in enumerate(spec.class_names) if c in ORGANS}
+
 
 
 @dataclass
@@ -185,7 +188,8 @@ class Predictor:
     # ------------------------------------------------------------------ windows + fallback
 
     def _run_windows(
-        self, image: torch.Tensor, device: torch.device, batch_size: int
+        self, image: torch.Tensor, device: torch.device, batch_size: int,
+        region: Sequence[slice] | None = None,
     ) -> torch.Tensor:
         """Stitched logits (1, C, X, Y, Z) on `device` for the (1, 1, X, Y, Z) CPU `image`."""
         self.network.to(device)  # back on the GPU after a previous case's CPU fallback
@@ -205,13 +209,15 @@ class Predictor:
             sigma_scale=SIGMA_SCALE,
             bf16=self.bf16,
             memory_format=memory_format,
+            region=region,
         )
 
-    def _logits(self, image: torch.Tensor, state: _RunState) -> torch.Tensor:
+    def _logits(self, image: torch.Tensor, state: _RunState,
+                region: Sequence[slice] | None = None) -> torch.Tensor:
         """Run windows, halving the batch then moving to CPU on CUDA out-of-memory."""
         while True:
             try:
-                return self._run_windows(image, state.device, state.window_batch_size)
+                return self._run_windows(image, state.device, state.window_batch_size, region)
             except _OOM:
                 if state.device.type == "cpu":
                     raise
@@ -247,8 +253,9 @@ class Predictor:
         """
         prepared = prepare_input(ct, self.spec)
         state = _RunState(self.device, self.window_batch_size)
+        box = self._organ_box(prepared, organ_masks)
         image = torch.from_numpy(prepared.image)[None, None]
-        logits = self._logits(image, state)
+        logits = self._logits(image, state, box)
         probabilities = torch.softmax(logits[0], dim=0)
         del logits
         channels = list(self.organs.values())
@@ -256,7 +263,24 @@ class Predictor:
         del probabilities
         result = self._assemble(prepared, grid, organ_masks)
         result.settings = self._settings(state) | result.settings
+        result.settings["windows_box_vox"] = [[part.start, part.stop] for part in box]
         return result
+
+    def _organ_box(self, prepared: PreparedInput, organ_masks: Mapping[str, np.ndarray] | None
+                   ) -> tuple[slice, slice, slice]:
+        """Where windows must run: the whole model grid, or, when every tumor organ has an input
+        mask and lesions are kept only where they touch it, the masks' box plus a margin. Only
+        the whole-volume windows overlapping it run, so inside it the logits are unchanged."""
+        full = tuple(slice(0, n) for n in prepared.model_shape)
+        masks = [organ_masks.get(organ) for organ in self.organs] if organ_masks else [None]
+        if not self.postprocess.restrict_to_organ or any(mask is None for mask in masks):
+            return full  # type: ignore[return-value]
+        for organ, mask in zip(self.organs, masks, strict=True):
+            if np.shape(mask) != prepared.input_shape:
+                raise ValueError(f"{organ} mask shape {np.shape(mask)} is not the CT grid "
+                                 f"{prepared.input_shape}")
+        box = model_grid_box(masks, prepared, ORGAN_BOX_MARGIN_MM)
+        return box if box is not None else full  # type: ignore[return-value]
 
     def _organ_mask(
         self,

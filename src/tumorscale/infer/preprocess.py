@@ -24,7 +24,7 @@ import torch
 
 from tumorscale.data.resample import resample_image
 from tumorscale.io import Geometry, Volume
-from tumorscale.metrics.bbox import bounding_box
+from tumorscale.metrics.bbox import bounding_box, union_box
 from tumorscale.models import ModelSpec
 
 SLAB_ROWS = 16  # output X rows resized at a time: bounds temporaries to ~16 * C * Y * Z floats
@@ -202,3 +202,26 @@ def to_input_geometry(array: np.ndarray, prepared: PreparedInput) -> Volume:
     """An input-grid (RAS) array as a Volume in the input's on-disk orientation and affine
     (what `io.write_nifti` writes); arrays compare directly with the input file's array."""
     return prepared.input_volume(array).to_source_geometry()
+
+
+def model_grid_box(masks: Sequence[np.ndarray], prepared: PreparedInput,
+                   margin_mm: float) -> tuple[slice, slice, slice] | None:
+    """The box on the model grid that holds every mask (on the input grid) plus `margin_mm`;
+    None if every mask is empty.
+
+    Input voxel i maps to model coordinate (i + 0.5) * m / n - 0.5 (the resize's geometry)."""
+    box = union_box(*(bounding_box(np.asarray(mask)) for mask in masks))
+    if box is None:
+        return None
+    spacing = np.linalg.norm(prepared.model_affine[:3, :3], axis=0)  # voxel sizes, any rotation
+    slices = []
+    for axis, (part, n, m) in enumerate(zip(box, prepared.input_shape, prepared.model_shape,
+                                            strict=True)):
+        scale = m / n
+        low = (part.start + 0.5) * scale - 0.5
+        high = (part.stop - 0.5) * scale - 0.5
+        margin = margin_mm / float(spacing[axis])
+        start = max(int(np.floor(low - margin)), 0)
+        stop = min(int(np.ceil(high + margin)) + 1, m)
+        slices.append(slice(start, stop))
+    return slices[0], slices[1], slices[2]

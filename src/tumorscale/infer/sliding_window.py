@@ -25,6 +25,7 @@ from monai.data.utils import compute_importance_map
 Triple = tuple[int, int, int]
 SIGMA_SCALE = 0.125  # MONAI's default; nnU-Net's 1/8 of the tile as well
 ALL_AXES: Triple = (0, 1, 2)
+MISSING_LOGIT = -1.0e4  # foreground logit where a region-limited run did not reach: softmax 0
 
 
 def scan_interval(size: int, window: int, overlap: float) -> int:
@@ -163,6 +164,7 @@ def sliding_window_inference(
     bf16: bool = False,
     progress: Callable[[int, int], None] | None = None,
     memory_format: torch.memory_format = torch.contiguous_format,
+    region: Sequence[slice] | None = None,
 ) -> torch.Tensor:
     """Gaussian-blended sliding-window logits of `network` over a whole volume.
 
@@ -174,6 +176,9 @@ def sliding_window_inference(
     bf16: autocast the network to bfloat16 on CUDA (ignored on CPU); accumulation stays float32.
     progress(done, total): called after each batch of windows.
     memory_format: layout of the window batches; match the network's (`fastest_memory_format`).
+    region: (sx, sy, sz) slices; only the windows of the whole-volume grid that overlap it run.
+      Every voxel all of whose windows ran gets exactly its whole-volume logits (that includes
+      the region); elsewhere class 0 (background) is certain.
     Returns float32 logits (1, C_out, X, Y, Z) on the input's device.
     """
     if inputs.ndim != 5 or inputs.shape[0] != 1:
@@ -187,6 +192,7 @@ def sliding_window_inference(
     pad = _padding(original, window)
     if any(pad):  # only volumes smaller than a window are copied (MONAI pads them the same way)
         inputs = F.pad(inputs, pad, mode="constant", value=0.0)
+        region = None  # a single window covers the volume
     with torch.inference_mode():
         output = _stitch(
             inputs,
@@ -199,6 +205,7 @@ def sliding_window_inference(
             bf16,
             progress,
             memory_format,
+            region,
         )
     if any(pad):
         crop = [slice(pad[2 * (2 - a)], pad[2 * (2 - a)] + original[a]) for a in range(3)]
@@ -217,19 +224,19 @@ def _stitch(
     bf16: bool,
     progress: Callable[[int, int], None] | None,
     memory_format: torch.memory_format = torch.contiguous_format,
+    region: Sequence[slice] | None = None,
 ) -> torch.Tensor:
     """The window loop on a volume at least one window large; (1, C_out, X, Y, Z) float32."""
     device = inputs.device
     size = tuple(int(s) for s in inputs.shape[2:])
-    starts = window_grid(size, window, overlap)
+    every = window_grid(size, window, overlap)
+    starts = every if region is None else [s for s in every if _overlaps(s, window, region)]
     flips = mirror_combinations(mirror_axes) if mirror_axes else [()]
     runner = _WindowRunner(network, flips, bf16, device)
     weight = compute_importance_map(
         window, mode="gaussian", sigma_scale=sigma_scale, device=device, dtype=torch.float32
     )
-    normaliser = torch.zeros(size, dtype=torch.float32, device=device)
-    for i, j, k in starts:
-        normaliser[i : i + window[0], j : j + window[1], k : k + window[2]] += weight
+    normaliser = _weight_sum(every, window, weight, size)
     # Folding the TTA mean into the weight saves one pass over every window's logits.
     blend = weight / len(flips) if len(flips) > 1 else weight
     buffer = torch.empty(
@@ -251,4 +258,22 @@ def _stitch(
         if progress is not None:
             progress(done, len(starts))
     assert output is not None
-    return output.div_(normaliser)
+    output.div_(normaliser)
+    if len(starts) < len(every):  # voxels missing some of their windows: certain background
+        partial = _weight_sum(starts, window, weight, size) < normaliser * (1 - 1e-5)
+        output[0, 0][partial] = 0.0
+        output[0, 1:, partial] = MISSING_LOGIT
+    return output
+
+
+def _weight_sum(starts: Sequence[Triple], window: Triple, weight: torch.Tensor,
+                size: Triple) -> torch.Tensor:
+    total = torch.zeros(size, dtype=torch.float32, device=weight.device)
+    for i, j, k in starts:
+        total[i : i + window[0], j : j + window[1], k : k + window[2]] += weight
+    return total
+
+
+def _overlaps(start: Triple, window: Triple, region: Sequence[slice]) -> bool:
+    return all(s < part.stop and part.start < s + w
+               for s, w, part in zip(start, window, region, strict=True))

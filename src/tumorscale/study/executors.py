@@ -3,6 +3,7 @@
 local:        runs one after the other in this process (CPU, or the default GPU).
 local + gpus: a queue of runs; each GPU runs one at a time in its own subprocess with
               CUDA_VISIBLE_DEVICES set (log: OUT/runs/<run_id>/log.txt).
+local + processes: the same queue over N CPU-only subprocesses sharing the cores.
 dask:         one task per unfinished run on a `distributed` cluster (a LocalCluster of
               single-threaded worker processes when no scheduler address is given). Runs write
               only their own status files, so workers only need the plan folder on a shared
@@ -97,10 +98,21 @@ def run_local(plan: Plan, run_ids: Sequence[str], progress: StudyProgress) -> li
     return outcomes
 
 
-def _start_on_gpu(plan: Plan, run_id: str, gpu: str) -> subprocess.Popen:
+def cpu_slots(processes: int) -> list[dict[str, str]]:
+    """Environments of `processes` CPU-only run processes sharing the cores evenly (small
+    networks use one thread poorly-enough that parallel runs finish sooner)."""
+    threads = str(max(1, (os.cpu_count() or 1) // processes))
+    return [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads}] * processes
+
+
+def gpu_slots(gpus: Sequence[str]) -> list[dict[str, str]]:
+    return [{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus]
+
+
+def _start(plan: Plan, run_id: str, slot: dict[str, str]) -> subprocess.Popen:
     log = run_dir(plan, run_id) / "log.txt"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
+    env = {**os.environ, **slot}
     command = [sys.executable, "-m", "tumorscale.study.steps", str(plan.root), run_id]
     with log.open("ab") as handle:  # the child keeps its own descriptor
         return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
@@ -116,18 +128,19 @@ def _finished(plan: Plan, run_id: str, returncode: int) -> RunOutcome:
     return record_crash(plan, run_id, f"run process exited with code {returncode} (see {log})")
 
 
-def run_on_gpus(plan: Plan, run_ids: Sequence[str], gpus: Sequence[str],
-                progress: StudyProgress) -> list[RunOutcome]:
-    """A queue of runs over `gpus`: each GPU runs one run at a time in its own subprocess."""
+def run_in_processes(plan: Plan, run_ids: Sequence[str], slots: Sequence[dict[str, str]],
+                     progress: StudyProgress) -> list[RunOutcome]:
+    """A queue of runs over `slots` (one GPU, or a share of the CPU cores, each): each slot runs
+    one run at a time in its own subprocess with the slot's environment."""
     queue, active, outcomes = list(run_ids), {}, []
     while queue or active:
-        for gpu in [g for g in gpus if g not in active]:
+        for slot in [i for i in range(len(slots)) if i not in active]:
             if queue:
                 run_id = queue.pop(0)
-                active[gpu] = (run_id, _start_on_gpu(plan, run_id, gpu))
-        for gpu, (run_id, process) in list(active.items()):
+                active[slot] = (run_id, _start(plan, run_id, slots[slot]))
+        for slot, (run_id, process) in list(active.items()):
             if process.poll() is not None:
-                del active[gpu]
+                del active[slot]
                 outcomes.append(_finished(plan, run_id, process.returncode))
                 write_ledger(plan)
                 progress.runs(len(outcomes), len(run_ids))
@@ -209,11 +222,12 @@ def _prepare_on_dask(plan: Plan, scheduler: str | None) -> None:
 
 def run_study(plan_dir: str | Path, executor: str = "local", scheduler: str | None = None,
               gpus: Sequence[str] = (), n_workers: int | None = None,
-              progress: StudyProgress | None = None) -> StudyOutcome:
+              progress: StudyProgress | None = None, processes: int = 1) -> StudyOutcome:
     """Run every unfinished run of the plan in `plan_dir`, then rebuild the ledger and results.
 
-    executor: 'local' (with `gpus`: one subprocess per GPU at a time) or 'dask' (`scheduler`
-    address, or a LocalCluster of `n_workers` processes)."""
+    executor: 'local' (with `gpus`: one subprocess per GPU at a time; else with `processes` > 1:
+    that many CPU-only subprocesses) or 'dask' (`scheduler` address, or a LocalCluster of
+    `n_workers` processes)."""
     from tumorscale.study.results import collect_results
 
     if executor not in EXECUTORS:
@@ -233,7 +247,9 @@ def run_study(plan_dir: str | Path, executor: str = "local", scheduler: str | No
     if executor == "dask" and todo:
         outcomes = run_dask(plan, todo, progress, scheduler, n_workers)
     elif gpus and todo:
-        outcomes = run_on_gpus(plan, todo, gpus, progress)
+        outcomes = run_in_processes(plan, todo, gpu_slots(gpus), progress)
+    elif processes > 1 and todo:
+        outcomes = run_in_processes(plan, todo, cpu_slots(processes), progress)
     else:
         outcomes = run_local(plan, todo, progress)
     write_ledger(plan)

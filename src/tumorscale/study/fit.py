@@ -14,6 +14,17 @@ n* = (b / ((1 − q)·a))^(1/c); whether the curve has saturated (`SATURATION_RU
 scans synthetic data saves (`Saving`). Every n outside the measured range is flagged
 `extrapolated`, never silently reported.
 
+Claims are gated: a plateau, n*, "saturated" or a saving is read off a curve only when (1) its gain
+from the smallest to the largest n has a bootstrap interval above 0 (`trend`), (2) its runs
+learned (`learning`: not more than half of them, and none at its largest n, failed the
+`study.learning` flag; unknown without run logs), and (3) the fit is credible: the plateau is not
+above the metric's maximum 1 nor its interval at the fit's bound, the exponent is not at its
+bound (a step, not a curve), and the plateau's and gain's intervals have non-zero width. Otherwise
+`claims.allowed` is false, saturation is null, no saving is computed and fit.md says why.
+
+n = 0 (the label-free setting: synthetic tumors only, synthetic conditions): the power law and the
+trend use only n > 0 (log n is undefined at 0); the n = 0 value is reported apart, as `label_free`.
+
 The fit profiles the exponent: for a fixed c the model is linear in (a, b), so the bounded least
 squares in (a, b) has a closed form; c is found on a log grid and refined by golden-section
 search. That solves all bootstrap resamples of a curve at once in numpy; the point fit is then
@@ -32,7 +43,12 @@ with its 95% interval, null where undefined; n values are numbers of real scans:
                             measured_range: [n_min, n_max]}, ...},
             saturated: {value: bool | null, confident: bool | null, rule,
                         relative_gap_at_n_max: {...}, last_step: {...}},
-            band: {n_real: [...], value: [...], ci_low: [...], ci_high: [...]} | null}]
+            band: {n_real: [...], value: [...], ci_low: [...], ci_high: [...]} | null,
+            trend: {gain: {...}, measurable, rule},
+            learning: {learned: bool | null, runs, judged, not_learned, loss_not_fallen,
+                       validation_dsc_zero, not_learned_at_largest_n, largest_n, rule},
+            claims: {allowed: bool, reasons: [...], sanity: [...]},
+            label_free: {n_real: 0, value, ci_low, ci_high, n_seeds} | null}]
     savings: [{metric, test_set, organ, condition, synthetic_ratio, baseline_condition,
                target: {kind: "real_only_at_n" | "plateau", parameter, value, ci_low, ci_high},
                n_real_only: {value, ci_low, ci_high, extrapolated, ci_extrapolated, measured_range},
@@ -59,11 +75,14 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from tumorscale.errors import InputFileError
 from tumorscale.io import write_text_atomic
 from tumorscale.metrics.aggregate import MIN_VALID_FRACTION
+from tumorscale.study.learning import LEARNED_RULE, RunLearning, read_study_learning
 
 ALL_ORGANS = "all organs"
 METRICS = ("dsc", "nsd", "p_sen", "t_sen", "spe")
 METRIC_LABELS = {"dsc": "DSC", "nsd": "NSD", "p_sen": "P-Sen", "t_sen": "T-Sen", "spe": "Spe"}
 PLATEAU_BOUNDS = (0.0, 1.5)  # metrics are fractions; a > 1 is allowed a little slack
+METRIC_MAXIMUM = 1.0  # every fitted metric is a fraction: a plateau above it is no finding
+ZERO_WIDTH = 1e-9  # relative: an interval this narrow saw no variation to resample
 EXPONENT_BOUNDS = (1e-3, 3.0)  # c in (0, 3]; the open end is approximated by 1e-3
 CI_LEVEL = 0.95
 SATURATION_TOLERANCE = 0.01
@@ -543,11 +562,32 @@ class CurveFit:
     saturated: dict[str, object]
     band: dict[str, list[float | None]] | None = None
     trend: dict[str, object] = field(default_factory=dict)
+    learning: dict[str, object] = field(default_factory=dict)
+    sanity: list[str] = field(default_factory=list)  # why the fit is not credible
+    label_free: CurvePoint | None = None  # the n = 0 value (synthetic tumors only)
 
     @property
     def has_trend(self) -> bool:
         """Whether the gain from the smallest to the largest n has an interval above 0."""
         return bool(self.trend.get("measurable"))
+
+    @property
+    def runs_learned(self) -> bool:
+        """False only when the curve's run logs show that its runs did not learn."""
+        return self.learning.get("learned") is not False
+
+    @property
+    def credible(self) -> bool:
+        return not self.sanity
+
+    @property
+    def claim_reasons(self) -> list[str]:
+        """Why no plateau, n*, saturation or saving is read off this curve ([] when they are)."""
+        return _claim_reasons(self.fit, self.trend, self.learning, self.sanity)
+
+    @property
+    def claims_allowed(self) -> bool:
+        return not self.claim_reasons
 
     @property
     def warning(self) -> str:
@@ -586,6 +626,13 @@ class CurveFit:
             "saturated": self.saturated,
             "band": self.band,
             "trend": self.trend,
+            "learning": self.learning,
+            "claims": {
+                "allowed": self.claims_allowed,
+                "reasons": self.claim_reasons,
+                "sanity": self.sanity,
+            },
+            "label_free": None if self.label_free is None else vars(self.label_free),
         }
 
 
@@ -690,6 +737,7 @@ class _Curve:
     point: np.ndarray
     replicates: np.ndarray
     n_seeds: list[int]
+    label_free: CurvePoint | None = None  # n = 0, kept out of every fit
 
 
 @dataclass(frozen=True)
@@ -730,8 +778,97 @@ def _trend(curve: _Curve) -> dict[str, object]:
     return {"gain": gain.to_dict(), "measurable": measurable, "rule": TREND_RULE}
 
 
+CURVE_LEARNING_RULE = (
+    f"per run: {LEARNED_RULE}; a curve's runs did not learn when more than half of the runs "
+    "with a readable log, or any run at its largest n, did not; unknown without logs"
+)
+
+
+def _curve_learning(runs: Sequence[RunKey], learning: Mapping[str, RunLearning]) -> dict:
+    """Whether a curve's runs learned, with the counts behind it (see CURVE_LEARNING_RULE)."""
+    judged = [(run, learning[run.run_id]) for run in runs if run.run_id in learning]
+    judged = [(run, record) for run, record in judged if record.learned is not None]
+    failed = [(run, record) for run, record in judged if record.learned is False]
+    largest = max((run.n_real for run in runs), default=None)
+    at_largest = sum(run.n_real == largest for run, _ in failed)
+    learned = None if not judged else not (2 * len(failed) > len(judged) or at_largest)
+    return {
+        "learned": learned,
+        "runs": len(runs),
+        "judged": len(judged),
+        "not_learned": len(failed),
+        "loss_not_fallen": sum(record.loss_fell is False for _, record in failed),
+        "validation_dsc_zero": sum(record.validation_failed for _, record in failed),
+        "not_learned_at_largest_n": at_largest,
+        "largest_n": largest,
+        "rule": CURVE_LEARNING_RULE,
+    }
+
+
+def _learning_text(learning: Mapping[str, object]) -> str:
+    """'runs did not learn: training loss did not fall in 5 of 8 runs' (and why else)."""
+    judged, parts = learning.get("judged"), []
+    if fell := learning.get("loss_not_fallen"):
+        parts.append(f"training loss did not fall in {fell} of {judged} runs")
+    if zero := learning.get("validation_dsc_zero"):
+        parts.append(f"final validation DSC was 0 in {zero} of {judged}")
+    if largest := learning.get("not_learned_at_largest_n"):
+        parts.append(f"{largest} of them at the largest n ({learning['largest_n']:,})")
+    return "runs did not learn: " + "; ".join(parts)
+
+
+def _zero_width(entry: Mapping[str, object]) -> bool:
+    value, low, high = (entry.get(k) for k in ("value", "ci_low", "ci_high"))
+    if value is None or low is None or high is None:
+        return False
+    return high - low <= ZERO_WIDTH * max(1.0, abs(value))  # type: ignore[operator,arg-type]
+
+
+def _sanity(a: Estimate, gain: Mapping[str, object], c: float | None = None) -> list[str]:
+    """Why a fit is no credible finding: a plateau above the metric's maximum or not bounded
+    below it, an exponent at its bound (a step, not a curve: the plateau is just the last
+    point), or intervals of zero width (e.g. one tumor case and one seed: the bootstrap has
+    nothing to vary)."""
+    reasons = []
+    if c is not None and c >= EXPONENT_BOUNDS[1] * (1 - 1e-6):
+        reasons.append(f"exponent c at its bound {EXPONENT_BOUNDS[1]:g}: the curve is a step "
+                       "after the smallest n, so its plateau is only the points after it")
+    if a.value is not None and a.value > METRIC_MAXIMUM * (1 + ZERO_WIDTH):
+        reasons.append(f"plateau {a.value:.2f} above the metric's maximum {METRIC_MAXIMUM:g}")
+    elif a.ci_high is not None and a.ci_high >= PLATEAU_BOUNDS[1] * (1 - 1e-6):
+        # Resamples without a plateau: n-at-95 % and saturation would be read off noise.
+        reasons.append(f"plateau not identified: its interval [{a.ci_low:.2f}, {a.ci_high:.2f}] "
+                       f"reaches the fit's bound {PLATEAU_BOUNDS[1]:g}")
+    flat = [
+        f"{name} [{entry['ci_low']:.2f}, {entry['ci_high']:.2f}]"
+        for name, entry in (("plateau", a.to_dict()), ("gain", gain))
+        if _zero_width(entry)
+    ]
+    if flat:
+        reasons.append(
+            f"zero-width bootstrap intervals ({', '.join(flat)}): too few test cases or seeds "
+            "to resample"
+        )
+    return reasons
+
+
+def _claim_reasons(
+    fit: PowerLawFit, trend: Mapping[str, object], learning: Mapping[str, object],
+    sanity: Sequence[str],
+) -> list[str]:  # fmt: skip
+    """Why no plateau, n*, saturation or saving is read off a curve, most basic first."""
+    reasons = [] if fit.converged else ["the power law did not converge"]
+    if learning.get("learned") is False:
+        reasons.append(_learning_text(learning))
+    if not trend.get("measurable"):
+        reasons.append(
+            "no measurable gain from the smallest to the largest n (its interval includes 0)"
+        )
+    return reasons + (["no credible fit: " + "; ".join(sanity)] if sanity else [])
+
+
 def _saturation(
-    curve: _Curve, params: _Params, tolerance: float, has_trend: bool = True
+    curve: _Curve, params: _Params, tolerance: float, claims_allowed: bool = True
 ) -> dict[str, object]:
     rule = SATURATION_RULE.format(tol=tolerance)
     n_max = curve.n[-1]
@@ -744,7 +881,7 @@ def _saturation(
     step_estimate = _estimate(step_point, step)
     gap_estimate = _estimate(gap_point, gap)
     value = confident = None
-    if has_trend and fit.converged and math.isfinite(gap_point):
+    if claims_allowed and fit.converged and math.isfinite(gap_point):
         value = bool(gap_point <= tolerance)
         confident = gap_estimate.ci_high is not None and gap_estimate.ci_high <= tolerance
     return {
@@ -776,6 +913,7 @@ def _build_fit(
     params: _Params,
     levels: Sequence[float],
     tolerance: float,
+    learning: dict[str, object] | None = None,
 ) -> CurveFit:
     metric, test_set, condition, ratio, organ = key
     points = []
@@ -795,8 +933,11 @@ def _build_fit(
     slope, intercept = fit_log_linear(curve.n, curve.point)
     finite = np.isfinite(curve.replicates)
     slopes = _log_linear_slopes(curve.n, np.where(finite, curve.replicates, 0.0), finite * 1.0)
-    trend = _trend(curve)
-    saturated = _saturation(curve, params, tolerance, bool(trend["measurable"]))
+    trend, learning = _trend(curve), learning or {}
+    a = _estimate(fit.a if ok else math.nan, params.a)
+    sanity = _sanity(a, trend["gain"], fit.c if ok else None)  # type: ignore[arg-type]
+    allowed = not _claim_reasons(fit, trend, learning, sanity)
+    saturated = _saturation(curve, params, tolerance, allowed)
     return CurveFit(
         metric=metric,
         test_set=test_set,
@@ -805,7 +946,7 @@ def _build_fit(
         organ=organ,
         points=points,
         fit=fit,
-        a=_estimate(fit.a if ok else math.nan, params.a),
+        a=a,
         b=_estimate(fit.b if ok else math.nan, params.b),
         c=_estimate(fit.c if ok else math.nan, params.c),
         plateau_extrapolated=saturated["value"] is not True,
@@ -820,6 +961,9 @@ def _build_fit(
         saturated=saturated,
         band=band,
         trend=trend,
+        learning=learning,
+        sanity=sanity,
+        label_free=curve.label_free,
     )
 
 
@@ -832,8 +976,10 @@ def _savings_for(
 ) -> list[Saving]:
     """Synthetic vs real-only at each measured real-only n and at each fraction of its plateau."""
     (real_fit, real_p), (syn_fit, syn_p) = real, synth
-    # A saving read off a real-only curve without a measurable trend would be reading noise.
-    if not (real_fit.fit.converged and syn_fit.fit.converged and real_fit.has_trend):
+    # Read off a real-only curve without trend, from runs that did not learn or from a fit that
+    # is not credible, a saving would be reading noise. The synthetic curve may be flat.
+    synthetic_ok = syn_fit.fit.converged and syn_fit.runs_learned and syn_fit.credible
+    if not (real_fit.claims_allowed and synthetic_ok):
         return []
     rf, sf = real_fit.fit, syn_fit.fit
     targets: list[tuple[str, float, float, np.ndarray, float, np.ndarray]] = []
@@ -922,6 +1068,7 @@ def _curves_of_test_set(
     seeds = sorted({run.seed for run in data.runs})
     seed_counts = _counts(rng, n_bootstrap, len(seeds))  # (B, S)
     seed_column = np.array([seeds.index(run.seed) for run in data.runs])
+    seed_draws = seed_counts[:, seed_column]  # (B, R): how often each run's seed is drawn
     groups: dict[tuple[float, int], list[int]] = {}
     for i, run in enumerate(data.runs):
         groups.setdefault((run.synthetic_ratio, run.n_real), []).append(i)
@@ -931,18 +1078,38 @@ def _curves_of_test_set(
         per_run = _ratio(num.sum(1), den.sum(1))  # (R,)
         per_run_b = _ratio(num @ case_counts.T, den @ case_counts.T)  # (R, B)
         for ratio in sorted({r for r, _ in groups}):
-            ns = sorted(n for r, n in groups if r == ratio)
-            point, reps, n_seeds = [], [], []
-            for n in ns:
-                idx = groups[(ratio, n)]
-                values = per_run[idx]
-                point.append(float(np.nanmean(values)) if np.isfinite(values).any() else math.nan)
-                reps.append(_seed_mean(per_run_b[idx].T, seed_counts[:, seed_column[idx]]))
-                n_seeds.append(int(np.isfinite(values).sum()))
-            curves[(metric, ratio)] = _Curve(
-                np.array(ns, dtype=float), np.array(point), np.stack(reps, axis=1), n_seeds
+            ns = sorted(n for r, n in groups if r == ratio and n > 0)  # log n needs n > 0
+            if not ns:
+                continue  # only n = 0: nothing to fit (the spec requires a count above 0)
+            point, reps, n_seeds = zip(
+                *(_group_mean(groups[(ratio, n)], per_run, per_run_b, seed_draws) for n in ns),
+                strict=True,
             )
+            label_free = None
+            if (ratio, 0) in groups:  # synthetic tumors only: reported apart, never fitted
+                zero = _group_mean(groups[(ratio, 0)], per_run, per_run_b, seed_draws)
+                label_free = _label_free(*zero)
+            curves[(metric, ratio)] = _Curve(
+                np.array(ns, dtype=float), np.array(point), np.stack(reps, axis=1),
+                list(n_seeds), label_free,
+            )  # fmt: skip
     return curves
+
+
+def _group_mean(
+    idx: list[int], per_run: np.ndarray, per_run_b: np.ndarray, seed_draws: np.ndarray
+) -> tuple[float, np.ndarray, int]:
+    """The seed mean of runs `idx` (values per_run (R,)), its bootstrap replicates (from the runs'
+    replicates per_run_b (R, B) and seed draw counts seed_draws (B, R)) and the seeds counted."""
+    values = per_run[idx]
+    point = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+    replicates = _seed_mean(per_run_b[idx].T, seed_draws[:, idx])
+    return point, replicates, int(np.isfinite(values).sum())
+
+
+def _label_free(point: float, replicates: np.ndarray, n_seeds: int) -> CurvePoint:
+    """The n = 0 value (synthetic tumors only) with its interval: measured, never fitted."""
+    return CurvePoint(0, _value(point), *_interval(replicates), n_seeds)
 
 
 def _rng_for(seed: int, test_set: str, organ: str) -> np.random.Generator:
@@ -959,6 +1126,7 @@ def fit_study(
     n_bootstrap: int = 1000,
     seed: int = 0,
     saturation_tolerance: float = SATURATION_TOLERANCE,
+    learning: Mapping[str, RunLearning] | None = None,
 ) -> StudyFit:
     """Fit every metric × test set × condition curve of a study's per-case rows.
 
@@ -966,7 +1134,9 @@ def fit_study(
     run_id, n_real, condition, synthetic_ratio, seed, test_set. organ: one organ, or
     "all organs" to pool every organ's rows. levels: fractions of the plateau for n*.
     Conditions are keyed by synthetic_ratio; ratio 0 is the real-only baseline of the savings.
-    The same `seed` gives identical output.
+    Rows with n_real = 0 (synthetic tumors only) give each curve's `label_free` value, not a
+    fitted point. learning: run id → its learning record (`study.learning`); runs missing from
+    it are unknown, and so is every curve without it. The same `seed` gives identical output.
     """
     _check_columns(rows)
     unknown = [m for m in metrics if m not in METRICS]
@@ -982,16 +1152,23 @@ def fit_study(
         data = _test_set_data(by_test_set[test_set])
         rng = _rng_for(seed, test_set, organ)
         curves = _curves_of_test_set(data, metrics, n_bootstrap, rng)
+        runs_learned = {
+            ratio: _curve_learning(
+                [run for run in data.runs if run.synthetic_ratio == ratio and run.n_real > 0],
+                learning or {},
+            )
+            for ratio in {run.synthetic_ratio for run in data.runs}
+        }
         for metric in metrics:
             built = {}
             for ratio in sorted(r for m, r in curves if m == metric):
                 curve = curves[(metric, ratio)]
                 params = _fit_curve_params(curve)
                 key = (metric, test_set, names[ratio], ratio, organ)
-                built[ratio] = (
-                    _build_fit(key, curve, params, levels, saturation_tolerance),
-                    params,
+                fit = _build_fit(
+                    key, curve, params, levels, saturation_tolerance, runs_learned[ratio]
                 )
+                built[ratio] = (fit, params)
                 fits.append(built[ratio][0])
             if 0.0 in built:
                 for ratio in sorted(r for r in built if r != 0.0):
@@ -1007,6 +1184,8 @@ def fit_study(
         "model": "metric(n) = a - b * n^(-c)",
         "bounds": {"a": list(PLATEAU_BOUNDS), "b": [0, None], "c": list(EXPONENT_BOUNDS)},
         "bootstrap": "test cases (within each test set, shared by all runs) and seeds, jointly",
+        "learning": CURVE_LEARNING_RULE,
+        "trend": TREND_RULE,
     }
     return StudyFit(fits, savings, settings)
 
@@ -1101,7 +1280,10 @@ def _saturation_headline(fit: dict[str, object]) -> str | None:
     if saturated["value"] is None:
         return None
     gap = saturated["relative_gap_at_n_max"]
-    state = "has saturated" if saturated["value"] else "has not saturated"
+    state = "has not saturated"
+    if saturated["value"]:
+        confident = saturated["confident"]
+        state = "has saturated" if confident else "may have saturated (not established)"
     percent = {k: None if v is None else 100 * v for k, v in gap.items()}
     return (
         f"- **{fit['test_set']}, {fit['organ']}**: the {fit['condition']} "
@@ -1111,26 +1293,78 @@ def _saturation_headline(fit: dict[str, object]) -> str | None:
 
 
 def _headlines(data: dict[str, object]) -> list[str]:
-    """Savings at each plateau level, then saturation, for the first organ selection (the
-    pooled one when there are several organs); every metric and test set."""
+    """For the first organ selection (the pooled one when there are several organs): runs that
+    did not learn, the label-free (n = 0) DSC, savings at each plateau level, DSC saturation,
+    then the curves nothing is read off and why."""
     organ = data["fits"][0]["organ"] if data["fits"] else None
     fits = {(f["metric"], f["test_set"], f["organ"], f["synthetic_ratio"]): f for f in data["fits"]}
-    lines = [
+    main = [f for f in data["fits"] if f["organ"] == organ]
+    lines = [_not_learned_headline(f) for f in main if _learned(f) is False]
+    lines += [_measured_headline(f) for f in main if f["metric"] == "dsc"]
+    lines += [_label_free_headline(f) for f in main if f["metric"] == "dsc" and f.get("label_free")]
+    lines += [
         _headline(saving, fits[(saving["metric"], saving["test_set"], organ, 0.0)])
         for saving in data["savings"]
         if saving["target"]["kind"] == "plateau" and saving["organ"] == organ
     ]
-    saturation = [
-        _saturation_headline(f)
-        for f in data["fits"]
-        if f["organ"] == organ and f["metric"] == "dsc"
-    ]
-    flat = [
-        _no_trend_headline(f)
-        for f in data["fits"]
-        if f["organ"] == organ and f["metric"] == "dsc" and not f.get("trend", {}).get("measurable")
-    ]
-    return list(dict.fromkeys(lines)) + [line for line in saturation + flat if line]
+    lines += [_saturation_headline(f) for f in main if f["metric"] == "dsc"]
+    lines += [_refusal_headline(f) for f in main if _learned(f) is not False]
+    return list(dict.fromkeys(line for line in lines if line))
+
+
+def _learned(fit: dict[str, object]) -> bool | None:
+    return fit.get("learning", {}).get("learned")  # type: ignore[union-attr]
+
+
+def _not_learned_headline(fit: dict[str, object]) -> str:
+    """One line per condition (its runs are the same on every test set and metric)."""
+    return (
+        f"- **{fit['condition']}**: {_learning_text(fit['learning'])}. No plateau, saturation "
+        "or saving is claimed for this condition."
+    )
+
+
+def _measured_headline(fit: dict[str, object]) -> str | None:
+    """What was measured, before any fit: the metric at the smallest and largest n and the gain
+    between them, with its interval and whether it is measurable."""
+    points = [p for p in fit["points"] if p.get("value") is not None]  # type: ignore[union-attr]
+    gain = fit.get("trend", {}).get("gain") or {}  # type: ignore[union-attr]
+    if len(points) < 2 or gain.get("value") is None:
+        return None
+    first, last = points[0], points[-1]
+    measurable = fit["trend"].get("measurable")  # type: ignore[union-attr]
+    verdict = "measurable" if measurable else "not measurable: its interval includes 0"
+    return (
+        f"- **{fit['test_set']}, {fit['organ']}**: {fit['condition']}: "
+        f"{METRIC_LABELS[fit['metric']]} {_v_ci(first)} at {first['n_real']:,} and {_v_ci(last)} "
+        f"at {last['n_real']:,} real scans; gain {_v_ci(gain)} ({verdict})."
+    )
+
+
+def _label_free_headline(fit: dict[str, object]) -> str:
+    zero = fit["label_free"]
+    return (
+        f"- **{fit['test_set']}, {fit['organ']}**: {fit['condition']}: synthetic tumors only "
+        f"(0 real scans): {METRIC_LABELS[fit['metric']]} {_v_ci(zero)} "
+        f"({zero['n_seeds']} seed{'s' if zero['n_seeds'] != 1 else ''})."
+    )
+
+
+def _refusal_headline(fit: dict[str, object]) -> str | None:
+    """Why nothing is read off a DSC curve: no trend, or no credible fit (other metrics say
+    why in the fit table)."""
+    if fit["metric"] != "dsc":
+        return None
+    if not fit.get("trend", {}).get("measurable"):
+        return _no_trend_headline(fit)
+    sanity = fit.get("claims", {}).get("sanity")
+    if not sanity:
+        return None
+    return (
+        f"- **{fit['test_set']}, {fit['organ']}**: {fit['condition']}: no credible "
+        f"{METRIC_LABELS[fit['metric']]} fit: {'; '.join(sanity)}. No plateau, saturation or "
+        "saving is claimed."
+    )
 
 
 def _no_trend_headline(fit: dict[str, object]) -> str:
@@ -1158,15 +1392,20 @@ def _fit_table(fits: list[dict[str, object]], levels: Sequence[str]) -> list[str
     )
     lines = [header, "|" + "---|" * (8 + len(levels))]
     for f in fits:
-        law = f["power_law"]
-        n_at = " | ".join(_n_ci(f["n_at"][level]) for level in levels)
+        law, claims = f["power_law"], f.get("claims", {"allowed": True})
+        # A curve nothing may be read off shows no plateau or n*, only why.
+        shown = claims["allowed"] or not law["converged"]
+        n_at = " | ".join(_n_ci(f["n_at"][level]) if shown else "–" for level in levels)
         slope = f["log_linear"]["slope"]
         label = _condition_label(f["synthetic_ratio"], f["condition"])
+        note = law["reason"] if not law["converged"] else law["warning"]
+        if not shown:
+            note = "no claim: " + "; ".join(claims["reasons"])
         lines.append(
-            f"| {METRIC_LABELS[f['metric']]} | {label} | {_v_ci(law['a'])} "
+            f"| {METRIC_LABELS[f['metric']]} | {label} | {_v_ci(law['a']) if shown else '–'} "
             f"| {_v_ci(law['b'], 3)} | {_v_ci(law['c'])} | {n_at} "
             f"| {_yes_no(f['saturated']['value'])} | {'–' if slope is None else f'{slope:.3f}'} "
-            f"| {law['reason'] or law['warning'] or ''} |"
+            f"| {note or ''} |"
         )
     return lines
 
@@ -1179,9 +1418,11 @@ def _points_table(fits: list[dict[str, object]]) -> list[str]:
     lines = ["| metric | condition | n real | value [95% CI] | seeds |", "|---|---|---|---|---|"]
     for f in fits:
         label = _condition_label(f["synthetic_ratio"], f["condition"])
-        for p in f["points"]:
+        zero = [f["label_free"]] if f.get("label_free") else []
+        for p in zero + f["points"]:
+            n_text = f"{p['n_real']:,}" if p["n_real"] else "0 (synthetic only)"
             lines.append(
-                f"| {METRIC_LABELS[f['metric']]} | {label} | {p['n_real']:,} | {_v_ci(p)} "
+                f"| {METRIC_LABELS[f['metric']]} | {label} | {n_text} | {_v_ci(p)} "
                 f"| {p['n_seeds']} |"
             )
     return lines
@@ -1267,10 +1508,15 @@ def read_per_case(path: str | Path) -> list[dict[str, str]]:
 
 def run_fit(plan_dir: str | Path, n_bootstrap: int = 1000, seed: int = 0) -> tuple[Path, Path]:
     """`tumorscale study fit OUT`: fit OUT/results/per_case.csv, all organs pooled and then each
-    organ when there are several; writes OUT/results/fit.json and fit.md, returns their paths."""
+    organ when there are several, with each run's learning flag from OUT/runs/<id>/train/;
+    writes OUT/results/fit.json and fit.md, returns their paths."""
     results = Path(plan_dir) / "results"
     rows = read_per_case(results / "per_case.csv")
+    learning = read_study_learning(plan_dir, (_text(row["run_id"]) for row in rows))
     organs = sorted({_text(row["organ"]) for row in rows})
     selections = [ALL_ORGANS, *organs] if len(organs) > 1 else organs
-    parts = [fit_study(rows, organ=o, n_bootstrap=n_bootstrap, seed=seed) for o in selections]
+    parts = [
+        fit_study(rows, organ=o, n_bootstrap=n_bootstrap, seed=seed, learning=learning)
+        for o in selections
+    ]
     return write_fit(merge_fits(parts), results)

@@ -267,6 +267,7 @@ def _runs(spec: StudySpec) -> list[PlannedRun]:
         PlannedRun(_run_id(n, c.name, seed, width), n, c.name, c.synthetic_ratio, seed,
                    spec.compute.iterations_for(n), f"subsets/{seed}/n{n}.txt")
         for seed in spec.seeds for n in spec.real_counts for c in spec.conditions
+        if n in c.counts(spec.real_counts)  # n = 0 is the label-free setting: synthetic only
     ]  # fmt: skip
 
 

@@ -1,10 +1,15 @@
 """The scaling-study report: PNG/SVG plots, `report.md` and a self-contained `report.html`.
 
 Reads what `study fit` and `study run` left in the study folder (`results/fit.json`,
-`results/fit.md`, `results/runs.csv`, `plan.yaml`, predictions under `runs/` and the test cases
-under `testsets/`) and writes `report/` beside them. Every input is optional: whatever is missing
-is named in the report and the rest is still shown. The HTML embeds every plot as a base64 PNG and
-its CSS inline, so it opens offline with no network and no JavaScript.
+`results/fit.md`, `results/runs.csv`, `plan.yaml`, training logs and predictions under `runs/`
+and the test cases under `testsets/`) and writes `report/` beside them. Every input is optional:
+whatever is missing is named in the report and the rest is still shown. The HTML embeds every
+plot as a base64 PNG and its CSS inline, so it opens offline with no network and no JavaScript.
+
+A curve that `study fit` reads no claim off (`claims.allowed` false: no trend, runs that did not
+learn, or no credible fit) is shown as points only, with the reason. The n = 0 value (synthetic
+tumors only, `label_free`) is drawn apart, as an open diamond at the left edge of the log axis.
+Each run's training-loss curve and `learned` flag (`study.learning`) have their own section.
 
 Uncertainty bands around the fitted curves: the pointwise bootstrap band that `study fit` stores
 in fit.json (`band`, measured range) when present. Otherwise the band is approximate: the envelope
@@ -39,6 +44,13 @@ from matplotlib.patches import Patch
 from tumorscale.errors import InputFileError
 from tumorscale.io import atomic_path, read_nifti, write_text_atomic
 from tumorscale.organs import TUMOR_ORGANS, FileRole, classify_segmentation, nifti_stem
+from tumorscale.study.learning import (
+    LEARNED_RULE,
+    TRAIN_FOLDER,
+    RunLearning,
+    learned_text,
+    read_study_learning,
+)
 
 ALL_ORGANS = "all organs"
 IN_DISTRIBUTION = "in_distribution"
@@ -58,6 +70,9 @@ BOOTSTRAP_ALPHA, APPROX_ALPHA = 0.22, 0.09  # shading of the two kinds of band
 EXAMPLE_VIEW_MM = 100.0  # smallest crop around the example tumor, so context stays visible
 MAX_CASES_SCANNED = 12  # test cases read to find the example tumor (bounded report time)
 EMPTY = "–"
+ZERO_LABEL = "0 (synthetic only)"  # n = 0: no real scans, synthetic tumors only
+ZERO_TICK = "0\n(synthetic only)"
+ZERO_POSITION = 0.4  # the n = 0 marker sits at this fraction of the smallest positive count
 
 __all__ = ["ReportPaths", "run_report", "write_report"]
 
@@ -89,6 +104,17 @@ class Point:
 SeriesKey = tuple[str, str, str, str]  # metric, test set, condition, organ
 
 
+@dataclass(frozen=True)
+class TrainedRun:
+    """One run with its training-loss log and learned flag (n_real None: no table names it)."""
+
+    run_id: str
+    n_real: int | None
+    condition: str
+    seed: str
+    learning: RunLearning
+
+
 @dataclass
 class StudyData:
     """Everything the report shows, read defensively from the study folder."""
@@ -98,7 +124,9 @@ class StudyData:
     savings: list[dict[str, Any]] = field(default_factory=list)
     headline_md: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
-    points: dict[SeriesKey, list[Point]] = field(default_factory=dict)
+    points: dict[SeriesKey, list[Point]] = field(default_factory=dict)  # n_real > 0 only
+    label_free: dict[SeriesKey, Point] = field(default_factory=dict)  # n_real = 0
+    trained_runs: list[TrainedRun] = field(default_factory=list)
     ratios: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     planned_runs: list[dict[str, str]] = field(default_factory=list)
@@ -226,13 +254,35 @@ def _fit_points(record: Mapping[str, Any]) -> list[Point]:
     return sorted(points, key=lambda point: point.n_real)
 
 
+def _label_free_point(record: Mapping[str, Any]) -> Point | None:
+    """fit.json's n = 0 value (synthetic tumors only), if the record has one."""
+    raw = _dict(record.get("label_free"))
+    value = _num(raw.get("value"))
+    if value is None:
+        return None
+    seeds = _num(raw.get("n_seeds"))
+    return Point(0, value, _num(raw.get("ci_low")), _num(raw.get("ci_high")),
+                 int(seeds) if seeds is not None else None)  # fmt: skip
+
+
+def _split_label_free(points: dict[SeriesKey, list[Point]]) -> dict[SeriesKey, Point]:
+    """Take the n = 0 points out of `points` (log axes and fits need n > 0); returns them."""
+    zero = {key: p for key, series in points.items() for p in series if p.n_real == 0}
+    for key in list(points):
+        points[key] = [p for p in points[key] if p.n_real > 0]
+        if not points[key]:
+            del points[key]
+    return zero
+
+
 def _points_from_runs(rows: Iterable[Mapping[str, str]]) -> dict[SeriesKey, list[Point]]:
-    """Seed means per (metric, test set, condition, organ, n_real) — used where no fit exists."""
+    """Seed means per (metric, test set, condition, organ, n_real) — used where no fit exists;
+    n_real = 0 (synthetic tumors only) included."""
     values: dict[tuple[SeriesKey, int], list[float]] = defaultdict(list)
     for row in rows:
         n_real = _num(row.get("n_real"))
         test_set, condition = row.get("test_set") or "", row.get("condition") or ""
-        if n_real is None or n_real <= 0 or not test_set or not condition:
+        if n_real is None or n_real < 0 or not test_set or not condition:
             continue
         organ = row.get("organ") or ALL_ORGANS
         for metric in METRIC_ORDER:
@@ -265,9 +315,12 @@ def load_report_data(plan_dir: Path) -> StudyData:
     data.fits = {key: rec for rec in fit_records if (key := _fit_key(rec)) is not None}
     data.savings = [_renamed(data, _dict(item)) for item in _list(fit_json.get("savings"))]
     data.points = _points_from_runs(data.rows)
+    data.label_free = _split_label_free(data.points)
     for key, record in data.fits.items():
         if fitted := _fit_points(record):
             data.points[key] = fitted  # bootstrap intervals from the fit beat plain seed means
+        if (zero := _label_free_point(record)) is not None:
+            data.label_free[key] = zero
     data.ratios = _condition_ratios(fit_records, data.rows)
     fitted_organs = {key[3] for key in data.fits}
     if ALL_ORGANS not in fitted_organs and len(fitted_organs) == 1:
@@ -277,7 +330,30 @@ def load_report_data(plan_dir: Path) -> StudyData:
         data.headline_md = headline.read_text(encoding="utf-8", errors="replace")
     if (plan_dir / "runs.csv").is_file():
         data.planned_runs = _read_runs(plan_dir / "runs.csv", problems)
+    data.trained_runs = _trained_runs(data, plan_dir)
     return data
+
+
+def _trained_runs(data: StudyData, plan_dir: Path) -> list[TrainedRun]:
+    """Every run the plan, the results or the run folders know, with its learning record;
+    sorted by condition (synthetic ratio), n_real and seed."""
+    known: dict[str, Mapping[str, Any]] = {}
+    for row in [*data.planned_runs, *data.rows]:
+        if row.get("run_id"):
+            known.setdefault(str(row["run_id"]), row)
+    folder = plan_dir / "runs"
+    for train_dir in sorted(folder.glob(f"*/{TRAIN_FOLDER}")) if folder.is_dir() else []:
+        known.setdefault(train_dir.parent.name, {})  # a run folder no table names
+    learning = read_study_learning(plan_dir, known)
+    runs = []
+    for run_id, row in known.items():
+        n_real = _num(row.get("n_real"))
+        runs.append(TrainedRun(run_id, None if n_real is None else int(n_real),
+                               str(row.get("condition") or EMPTY), str(row.get("seed") or ""),
+                               learning[run_id]))  # fmt: skip
+    ratio = data.ratios.get
+    return sorted(runs, key=lambda r: (ratio(r.condition, math.inf), r.condition,
+                                       -1 if r.n_real is None else r.n_real, r.seed))  # fmt: skip
 
 
 def _renamed(data: StudyData, record: dict[str, Any]) -> dict[str, Any]:
@@ -293,18 +369,22 @@ def _renamed(data: StudyData, record: dict[str, Any]) -> dict[str, Any]:
 # Orders, labels and number formatting
 
 
+def _series(data: StudyData) -> set[SeriesKey]:
+    return set(data.points) | set(data.fits) | set(data.label_free)
+
+
 def _metrics(data: StudyData) -> list[str]:
-    found = {key[0] for key in data.points} | {key[0] for key in data.fits}
+    found = {key[0] for key in _series(data)}
     return [m for m in METRIC_ORDER if m in found] + sorted(found - set(METRIC_ORDER))
 
 
 def _test_sets(data: StudyData) -> list[str]:
-    found = {key[1] for key in data.points} | {key[1] for key in data.fits}
+    found = {key[1] for key in _series(data)}
     return sorted(found, key=lambda name: (not data.is_in_distribution(name), name))
 
 
 def _conditions(data: StudyData) -> list[str]:
-    found = {key[2] for key in data.points} | {key[2] for key in data.fits}
+    found = {key[2] for key in _series(data)}
     return sorted(found, key=lambda name: (data.ratios.get(name, math.inf), name))
 
 
@@ -378,10 +458,19 @@ def power_law(n: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
     return a - b * np.power(n, -c)
 
 
+def _claims_refused(fit: Mapping[str, Any] | None) -> list[str] | None:
+    """Why `study fit` reads no claim off this curve; None when it does (or says nothing)."""
+    claims = _dict(_dict(fit).get("claims"))
+    if claims.get("allowed") is not False:
+        return None
+    return [str(reason) for reason in _list(claims.get("reasons"))]
+
+
 def _parameters(fit: Mapping[str, Any] | None) -> dict[str, dict[str, float | None]] | None:
-    """The converged power-law parameters with their intervals, or None (no usable fit)."""
+    """The converged power-law parameters with their intervals, or None (no usable fit: not
+    converged, or no claim may be read off it)."""
     law = _dict(_dict(fit).get("power_law"))
-    if not law or law.get("converged") is False:
+    if not law or law.get("converged") is False or _claims_refused(fit) is not None:
         return None
     params = {
         name: {
@@ -402,6 +491,8 @@ def fit_problem(fit: Mapping[str, Any] | None) -> str | None:
     reason = law.get("reason") if isinstance(law.get("reason"), str) else None
     if law and law.get("converged") is False:
         return f"fit did not converge: {reason}" if reason else "fit did not converge"
+    if (refused := _claims_refused(fit)) is not None:
+        return "no claim: " + ("; ".join(refused) or "refused by `study fit`")
     return f"no power-law parameters: {reason}" if reason else "no power-law parameters"
 
 
@@ -467,6 +558,15 @@ def _draw_points(axes, points: Sequence[Point], colour: str, shift: float) -> No
     axes.errorbar(n, values, yerr=yerr, fmt="o", color=colour, ms=5, capsize=3, lw=1.2, zorder=3)
 
 
+def _draw_label_free(axes, point: Point, colour: str, x: float) -> None:
+    """The n = 0 value (synthetic tumors only): an open diamond at `x`, left of every count."""
+    low = point.value - point.ci_low if point.ci_low is not None else 0.0
+    high = point.ci_high - point.value if point.ci_high is not None else 0.0
+    yerr = np.clip([[low], [high]], 0.0, None)
+    axes.errorbar([x], [point.value], yerr=yerr, fmt="D", color=colour, mfc="white", mec=colour,
+                  ms=6, capsize=3, lw=1.2, zorder=3)  # fmt: skip
+
+
 def _draw_fit(axes, points: Sequence[Point], fit: Mapping[str, Any], colour: str) -> list[float]:
     """Fitted curve (solid inside the measured range, dashed beyond), band and plateau line."""
     params = _parameters(fit)
@@ -518,12 +618,16 @@ def _draw_panel(
     """One test set's panel; returns notes on series shown as points only, and its y values."""
     notes, y_values, counts, unfitted, fitted = [], [], set(), [], False
     conditions = list(colours)
+    zero_x = _zero_position(data, metric, test_set)
     for index, condition in enumerate(conditions):
         key = (metric, test_set, condition, data.main_organ)
         points, fit = data.points.get(key, []), data.fits.get(key)
+        shift = 1.0 + 0.03 * (index - (len(conditions) - 1) / 2)
+        if (zero := data.label_free.get(key)) is not None and zero_x is not None:
+            _draw_label_free(axes, zero, colours[condition], zero_x * shift)
+            y_values += [v for v in (zero.value, zero.ci_low, zero.ci_high) if v is not None]
         if not points:
             continue
-        shift = 1.0 + 0.03 * (index - (len(conditions) - 1) / 2)
         _draw_points(axes, points, colours[condition], shift)
         y_values += [v for p in points for v in (p.value, p.ci_low, p.ci_high) if v is not None]
         curve = _draw_fit(axes, points, fit or {}, colours[condition])
@@ -533,15 +637,30 @@ def _draw_panel(
             notes.append(f"{data.test_set_label(test_set)}, {condition}: {problem}")
             unfitted.append(condition)
     ticks = sorted(counts) + ([max(counts) * EXTRAPOLATE_FACTOR] if fitted and counts else [])
-    _style_panel(axes, data.test_set_label(test_set), ticks)
+    labels = [f"{n:,.0f}" for n in ticks]
+    if zero_x is not None:
+        if counts:  # a thin line marks the break between n = 0 and the log-scaled counts
+            axes.axvline(math.sqrt(zero_x * min(counts)), color="#999999", lw=0.8, ls=":")
+        ticks, labels = [zero_x, *ticks], [ZERO_TICK, *labels]
+    _style_panel(axes, data.test_set_label(test_set), ticks, labels)
     if unfitted and counts:
-        text = "points only (no fit): " + ", ".join(unfitted)
+        text = "points only (no fit or no claim): " + ", ".join(unfitted)
         axes.text(0.98, 0.02, text, ha="right", va="bottom", fontsize=7, color="#555555",
                   transform=axes.transAxes)  # fmt: skip
     return notes, y_values
 
 
-def _style_panel(axes, title: str, ticks: list[float]) -> None:
+def _zero_position(data: StudyData, metric: str, test_set: str) -> float | None:
+    """Where this panel draws n = 0 on its log axis (None: no n = 0 value to draw): a fixed
+    fraction of the smallest positive count, so it sits at the axis's left edge."""
+    keys = [(metric, test_set, c, data.main_organ) for c in _conditions(data)]
+    if not any(key in data.label_free for key in keys):
+        return None
+    counts = [p.n_real for key in keys for p in data.points.get(key, [])]
+    return ZERO_POSITION * min(counts) if counts else 1.0
+
+
+def _style_panel(axes, title: str, ticks: list[float], labels: list[str] | None = None) -> None:
     axes.set_title(title, fontsize=10)
     axes.set_xlabel("real annotated scans (log scale)")
     axes.grid(True, which="major", alpha=0.3)
@@ -549,18 +668,21 @@ def _style_panel(axes, title: str, ticks: list[float]) -> None:
         axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
         return
     axes.set_xscale("log")
-    axes.set_xticks(ticks, [f"{n:,.0f}" for n in ticks])
+    axes.set_xticks(ticks, labels or [f"{n:,.0f}" for n in ticks])
     axes.minorticks_off()
 
 
 def _legend_handles(data: StudyData, metric: str, colours: Mapping[str, str]) -> list:
     """One entry per condition, then only the line and band styles this figure uses."""
     handles = [Line2D([], [], color=c, marker="o", ls="-", label=n) for n, c in colours.items()]
+    grey = "#555555"
+    if any(k[0] == metric and k[3] == data.main_organ for k in data.label_free):
+        handles.append(Line2D([], [], color=grey, marker="D", mfc="white", ls="none",
+                              label="0 real scans (synthetic tumors only)"))  # fmt: skip
     fits = [f for k, f in data.fits.items() if k[0] == metric and k[3] == data.main_organ]
     fitted = [f for f in fits if _parameters(f) is not None]
     if not fitted:
         return handles
-    grey = "#555555"
     handles += [
         Line2D([], [], color=grey, ls="-", label="power-law fit (measured range)"),
         Line2D([], [], color=grey, ls="--", label="extrapolation"),
@@ -600,10 +722,66 @@ def metric_figure(data: StudyData, metric: str, folder: Path) -> tuple[FigureFil
         f"over the measured range; dashed: extrapolation to {EXTRAPOLATE_FACTOR:g}× the largest "
         "count; shaded: the 95% pointwise bootstrap band of `study fit` (measured range), or, "
         "lighter, where fit.json has no band, an approximate envelope from the a, b, c "
-        "intervals; dotted: plateau a."
+        "intervals; dotted: plateau a. Open diamonds at the left edge, where present: "
+        f"{ZERO_LABEL}, runs trained on synthetic tumors with no real annotated scan, "
+        "never part of a fit. Curves `study fit` reads no claim off are shown as points only."
     )
     title = f"{metric_label(metric)} against real scans"
     return _save(figure, folder, f"metric_{_slug(metric)}", caption, title), notes
+
+
+def _count_colours(counts: Sequence[int | None]) -> dict[int | None, Any]:
+    """Sequential colours by real-scan count (viridis, small to large); grey for unknown."""
+    known = sorted(n for n in set(counts) if n is not None)
+    cmap = matplotlib.colormaps["viridis"]
+    colours: dict[int | None, Any] = {
+        n: cmap(0.9 * i / max(len(known) - 1, 1)) for i, n in enumerate(known)
+    }
+    return colours | {None: "#888888"}
+
+
+def loss_figure(data: StudyData, folder: Path) -> FigureFiles | None:
+    """Each run's logged training loss against iteration, one panel per condition, coloured by
+    n_real, dashed where the run did not learn (None: no run has a readable log)."""
+    by_condition: dict[str, list[TrainedRun]] = defaultdict(list)
+    for run in data.trained_runs:  # already in condition, n_real, seed order
+        if run.learning.losses:
+            by_condition[run.condition].append(run)
+    if not by_condition:
+        return None
+    runs = [run for group in by_condition.values() for run in group]
+    colours = _count_colours([run.n_real for run in runs])
+    figure = MplFigure(figsize=(4.6 * len(by_condition) + 0.6, 4.0), layout="constrained")
+    panels = figure.subplots(1, len(by_condition), squeeze=False, sharey=True)[0]
+    for axes, (condition, group) in zip(panels, by_condition.items(), strict=True):
+        for run in group:
+            style = "--" if run.learning.learned is False else "-"
+            axes.plot(run.learning.iterations, run.learning.losses, style,
+                      color=colours[run.n_real], lw=1.2)  # fmt: skip
+        axes.set_title(condition, fontsize=10)
+        axes.set_xlabel("iteration")
+        axes.grid(True, alpha=0.3)
+    panels[0].set_ylabel("training loss (mean per logged interval)")
+    figure.legend(handles=_loss_legend(runs, colours), loc="outside lower center", ncols=5,
+                  fontsize=8)  # fmt: skip
+    caption = (
+        "Training loss of every run with a readable log (runs/<id>/train/log.csv), one panel per "
+        "condition, coloured by the number of real annotated scans; dashed: the run did not "
+        f"learn ({LEARNED_RULE})."
+    )
+    return _save(figure, folder, "training_loss", caption, "training loss of every run")
+
+
+def _loss_legend(runs: Sequence[TrainedRun], colours: Mapping[int | None, Any]) -> list:
+    counts = sorted({run.n_real for run in runs}, key=lambda n: (n is None, n or 0))
+    handles = [
+        Line2D([], [], color=colours[n], label="n_real unknown" if n is None else f"n_real = "
+               f"{_count_text(n)}")
+        for n in counts
+    ]  # fmt: skip
+    if any(run.learning.learned is False for run in runs):
+        handles.append(Line2D([], [], color="#555555", ls="--", label="did not learn"))
+    return handles
 
 
 def _slug(text: str) -> str:
@@ -933,19 +1111,30 @@ def points_table(
 ) -> Table | None:
     """n_real × condition with `value [CI]` cells (organ: the plots' organ selection)."""
     organ = organ or data.main_organ
-    conditions = [c for c in _conditions(data) if data.points.get((metric, test_set, c, organ))]
+    series = {c: _series_points(data, (metric, test_set, c, organ)) for c in _conditions(data)}
+    conditions = [c for c, points in series.items() if points]
     cells: dict[int, dict[str, str]] = defaultdict(dict)
     for condition in conditions:
-        for p in data.points[(metric, test_set, condition, organ)]:
+        for p in series[condition]:
             cells[p.n_real][condition] = fmt_interval(p.value, p.ci_low, p.ci_high)
     if not cells:
         return None
-    rows = [[f"{n:,}", *(cells[n].get(c, EMPTY) for c in conditions)] for n in sorted(cells)]
+    rows = [[_count_text(n), *(cells[n].get(c, EMPTY) for c in conditions)] for n in sorted(cells)]
     return Table(
         ["real scans", *conditions],
         rows,
         f"{metric_label(metric)}, {data.test_set_label(test_set)}",
     )
+
+
+def _series_points(data: StudyData, key: SeriesKey) -> list[Point]:
+    """A series' points for tables: the n = 0 value (if any) first, then the counts."""
+    zero = data.label_free.get(key)
+    return ([zero] if zero is not None else []) + data.points.get(key, [])
+
+
+def _count_text(n_real: int) -> str:
+    return ZERO_LABEL if n_real == 0 else f"{n_real:,}"
 
 
 def _levels(data: StudyData) -> list[str]:
@@ -1065,22 +1254,22 @@ def _savings_blocks(data: StudyData) -> list[Block]:
 
 def organ_table(data: StudyData, metric: str, test_set: str) -> Table | None:
     """Per-organ means: rows organ × condition, columns real-scan counts."""
-    series = [
-        (o, c)
+    series = {
+        (o, c): points
         for o in _organs(data)
         for c in _conditions(data)
-        if data.points.get((metric, test_set, c, o))
-    ]
-    counts = sorted({p.n_real for o, c in series for p in data.points[(metric, test_set, c, o)]})
+        if (points := _series_points(data, (metric, test_set, c, o)))
+    }
+    counts = sorted({p.n_real for points in series.values() for p in points})
     rows = []
-    for organ, condition in series:
-        by_n = {p.n_real: p for p in data.points[(metric, test_set, condition, organ)]}
+    for (organ, condition), points in series.items():
+        by_n = {p.n_real: p for p in points}
         cells = [
             fmt_interval(p.value, p.ci_low, p.ci_high) if (p := by_n.get(n)) else EMPTY
             for n in counts
         ]
         rows.append([organ, condition, *cells])
-    header = ["organ", "condition", *(f"n = {n:,}" for n in counts)]
+    header = ["organ", "condition", *(f"n = {_count_text(n)}" for n in counts)]
     return (
         Table(header, rows, f"{metric_label(metric)} per organ, {data.test_set_label(test_set)}")
         if rows
@@ -1095,7 +1284,8 @@ def build_blocks(data: StudyData, plan_dir: Path, figure_dir: Path) -> list[Bloc
     blocks += headline_blocks(data)
     for metric in _metrics(data):
         blocks += _metric_blocks(data, metric, figure_dir)
-    return blocks + _savings_blocks(data) + _organ_blocks(data) + examples + _notes(data)
+    blocks += _savings_blocks(data) + learning_blocks(data, figure_dir) + _organ_blocks(data)
+    return blocks + examples + _notes(data)
 
 
 def _metric_blocks(data: StudyData, metric: str, figure_dir: Path) -> list[Block]:
@@ -1107,6 +1297,45 @@ def _metric_blocks(data: StudyData, metric: str, figure_dir: Path) -> list[Block
         blocks += [Paragraph("Shown as points only:"), Bullets(notes)]
     tables = [points_table(data, metric, t) for t in _test_sets(data)]
     return blocks + [t for t in [*tables, fit_table(data, metric)] if t is not None]
+
+
+def learning_table(data: StudyData) -> Table:
+    """One row per run: its log's length, first- and last-tenth mean loss, final validation
+    DSC and whether it learned ("unknown" where the log is missing or unreadable)."""
+    rows = []
+    for run in data.trained_runs:
+        record = run.learning
+        rows.append([
+            run.run_id,
+            EMPTY if run.n_real is None else _count_text(run.n_real),
+            run.condition,
+            fmt_count(record.iterations[-1] if record.iterations else None),
+            fmt_value(record.first_tenth_loss),
+            fmt_value(record.last_tenth_loss),
+            fmt_value(record.validation_dsc),
+            learned_text(record.learned),
+            record.problem,
+        ])  # fmt: skip
+    header = ["run", "n real", "condition", "iterations", "loss, first tenth",
+              "loss, last tenth", "final validation DSC", "learned", "note"]  # fmt: skip
+    keep = header if any(row[-1] for row in rows) else header[:-1]  # drop an empty note column
+    return Table(keep, [row[: len(keep)] for row in rows], "Runs: did they learn?")
+
+
+def learning_blocks(data: StudyData, figure_dir: Path) -> list[Block]:
+    """Each run's training-loss curve and learned flag: without learning, curves are noise."""
+    blocks: list[Block] = [Heading("Did the runs learn?")]
+    if not data.trained_runs:
+        return [*blocks, Paragraph("No runs found (no runs.csv and no run folders).")]
+    flags = [run.learning.learned for run in data.trained_runs]
+    blocks.append(Paragraph(
+        f"Learned: {flags.count(True)} of {len(flags)} runs; did not learn: "
+        f"{flags.count(False)}; unknown (no readable training log): {flags.count(None)}. "
+        f"A run learned when {LEARNED_RULE.removeprefix('a run learned when ')}."
+    ))  # fmt: skip
+    figure = loss_figure(data, figure_dir)
+    blocks.append(figure or Paragraph("No training logs found (runs/<id>/train/log.csv)."))
+    return [*blocks, learning_table(data)]
 
 
 def _organ_blocks(data: StudyData) -> list[Block]:

@@ -3,10 +3,11 @@
     name: pancreas-scaling
     data: /data/AbdomenAtlas2.0          # annotated + healthy cases (paths: relative to this file)
     organs: [pancreas]
-    real_counts: [60, 278, 500, 1500, 3159]
+    real_counts: [0, 60, 278, 500, 1500, 3159]  # 0: synthetic tumors only (synthetic conditions)
     conditions:
       - {name: real, synthetic_ratio: 0}            # real scans only
       - {name: real+3x-synth, synthetic_ratio: 3}   # + 3x synthetic tumors on the fly
+      # a condition may list its own sizes among the study's: real_counts: [0, 60, 3159]
     seeds: [0, 1, 2]
     study_seed: 0                        # draws the in-distribution test split, once
     id_test: {name: id, fraction: 0.1}   # or {count: 300} or {cases: [BDMAP_..., ...]}
@@ -45,10 +46,18 @@ class StudySpecError(ValueError):
 
 @dataclass(frozen=True)
 class Condition:
-    """A training condition: real scans only (ratio 0) or real + ratio × synthetic samples."""
+    """A training condition: real scans only (ratio 0) or real + ratio × synthetic samples.
+
+    real_counts: the sizes this condition is trained at, among the study's (None: all of them;
+    a real-only condition skips 0)."""
 
     name: str
     synthetic_ratio: float
+    real_counts: tuple[int, ...] | None = None
+
+    def counts(self, study_counts: tuple[int, ...]) -> tuple[int, ...]:
+        chosen = self.real_counts if self.real_counts is not None else study_counts
+        return tuple(n for n in chosen if n > 0 or self.synthetic_ratio > 0)
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,10 @@ class StudySpec:
     cache: Path | None = None
 
     @property
+    def has_synthetic(self) -> bool:
+        return any(c.synthetic_ratio > 0 for c in self.conditions)
+
+    @property
     def test_set_names(self) -> tuple[str, ...]:
         return (self.id_test.name, *self.ood_tests)
 
@@ -141,12 +154,19 @@ def _conditions(value: Any) -> tuple[Condition, ...]:
     result = []
     for index, item in enumerate(value):
         key = f"conditions[{index}]"
-        if not isinstance(item, Mapping) or set(item) != {"name", "synthetic_ratio"}:
-            raise StudySpecError(f"{key}: expected exactly the keys name and synthetic_ratio")
+        if not isinstance(item, Mapping) or not {"name", "synthetic_ratio"} <= set(item) or (
+                set(item) - {"name", "synthetic_ratio", "real_counts"}):
+            raise StudySpecError(f"{key}: expected the keys name, synthetic_ratio and optionally "
+                                 "real_counts")
         ratio = item["synthetic_ratio"]
         if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio < 0:
             raise StudySpecError(f"{key}.synthetic_ratio: expected a number >= 0, got {ratio!r}")
-        result.append(Condition(_name(item["name"], f"{key}.name"), float(ratio)))
+        counts = item.get("real_counts")
+        if counts is not None:
+            counts = tuple(sorted(_int_list(counts, f"{key}.real_counts", 0)))
+            if 0 in counts and ratio == 0:
+                raise StudySpecError(f"{key}.real_counts: 0 real scans needs synthetic_ratio > 0")
+        result.append(Condition(_name(item["name"], f"{key}.name"), float(ratio), counts))
     if len({c.name for c in result}) != len(result):
         raise StudySpecError("conditions: names repeat")
     return tuple(result)
@@ -264,7 +284,7 @@ def parse_study(values: Mapping[str, Any], base: Path) -> StudySpec:
         name=_name(_require(values, "name"), "name"),
         data=_path(_require(values, "data"), "data", base),
         organs=organs,
-        real_counts=tuple(sorted(_int_list(_require(values, "real_counts"), "real_counts", 1))),
+        real_counts=tuple(sorted(_int_list(_require(values, "real_counts"), "real_counts", 0))),
         conditions=_conditions(_require(values, "conditions")),
         seeds=_int_list(values.get("seeds", [0]), "seeds", 0),
         study_seed=_int_list(values.get("study_seed", 0), "study_seed", 0)[0],
@@ -277,6 +297,14 @@ def parse_study(values: Mapping[str, Any], base: Path) -> StudySpec:
         evaluation=_mapping(values.get("evaluation"), "evaluation"),
         cache=_path(values["cache"], "cache", base) if values.get("cache") else None,
     )
+    for index, condition in enumerate(spec.conditions):
+        extra = sorted(set(condition.real_counts or ()) - set(spec.real_counts))
+        if extra:
+            raise StudySpecError(f"conditions[{index}].real_counts: {extra} are not among the "
+                                 f"study's real_counts {list(spec.real_counts)}")
+    if spec.real_counts == (0,) or (0 in spec.real_counts and not spec.has_synthetic):
+        raise StudySpecError("real_counts: 0 (no real scans) needs a condition with "
+                             "synthetic_ratio > 0 and at least one count above 0")
     if spec.id_test.name in spec.ood_tests:
         raise StudySpecError(f"ood_tests.{spec.id_test.name}: the name of the in-distribution test")
     _check_train(spec.train, organs)
