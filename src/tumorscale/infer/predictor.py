@@ -66,6 +66,12 @@ def organ_channels(spec: ModelSpec) -> dict[str, int]:
     return {c: i for i, c in enumerate(spec.class_names) if c in ORGANS}
 
 
+def _checked_mask(organ: str, mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        raise ValueError(f"{organ} mask shape {mask.shape} is not the CT grid {shape}")
+    return mask
+
 
 @dataclass
 class CasePrediction:
@@ -275,11 +281,9 @@ class Predictor:
         masks = [organ_masks.get(organ) for organ in self.organs] if organ_masks else [None]
         if not self.postprocess.restrict_to_organ or any(mask is None for mask in masks):
             return full  # type: ignore[return-value]
-        for organ, mask in zip(self.organs, masks, strict=True):
-            if np.shape(mask) != prepared.input_shape:
-                raise ValueError(f"{organ} mask shape {np.shape(mask)} is not the CT grid "
-                                 f"{prepared.input_shape}")
-        box = model_grid_box(masks, prepared, ORGAN_BOX_MARGIN_MM)
+        checked = [_checked_mask(organ, mask, prepared.input_shape)
+                   for organ, mask in zip(self.organs, masks, strict=True)]
+        box = model_grid_box(checked, prepared, ORGAN_BOX_MARGIN_MM)
         return box if box is not None else full  # type: ignore[return-value]
 
     def _organ_mask(
@@ -290,10 +294,7 @@ class Predictor:
         shape: tuple[int, ...],
     ) -> tuple[np.ndarray | None, str]:
         if organ_masks is not None and organ in organ_masks:
-            mask = np.asarray(organ_masks[organ])
-            if mask.shape != shape:
-                raise ValueError(f"{organ} mask shape {mask.shape} is not the CT grid {shape}")
-            return mask, "input"
+            return _checked_mask(organ, organ_masks[organ], shape), "input"
         channel = organ_channels(self.spec).get(organ)
         if channel is not None:
             return labels == channel, "model"
