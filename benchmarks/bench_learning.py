@@ -15,13 +15,14 @@ Runs:
   strides=(2, 2, 2), num_res_units=1, norm=INSTANCE)`, `DiceCELoss(softmax)`, HU clipped to
   [-175, 250] then (HU - 100) / 50, `sliding_window_inference`;
 - `tiny`, `unet` (the same MONAI UNet inside tumorscale) and `S`: `tumorscale.train.train` with
-  validation on the held-out cases at every checkpoint.
+  validation on the held-out cases at every checkpoint (fp32, channels-last on CPU);
+- `tiny-bf16`: `tiny` with `cpu_bf16=true` (bfloat16 autocast on CPUs that have it).
 
 It prints held-out DSC against training wall time (validation excluded) at each checkpoint, then
 for each tumorscale run the time it took to reach the plain loop's final DSC as a ratio of the
 plain loop's whole time.
 
-    python benchmarks/bench_learning.py [--runs plain,tiny,unet,S] [--iterations 1200]
+    python benchmarks/bench_learning.py [--runs plain,tiny,tiny-bf16,unet,S] [--iterations 1200]
         [--checkpoints 6] [--s-iterations 120] [--workdir DIR]
 """
 
@@ -177,7 +178,7 @@ def _loss_ends(losses: list[float]) -> tuple[float, float]:
 
 def tumorscale_run(
     task: Task, workdir: Path, name: str, network: str, overrides: dict, iterations: int,
-    n_checkpoints: int, patch: int, seed: int,
+    n_checkpoints: int, patch: int, seed: int, extra: tuple[str, ...] = (),
 ) -> Curve:
     every = max(1, iterations // n_checkpoints)
     out = workdir / f"run_{name}"
@@ -191,7 +192,7 @@ def tumorscale_run(
         "synthesis.on_the_fly=false", "augment=false", "optim.name=adamw", "optim.lr=0.003",
         f"epochs={iterations // every}", f"iterations_per_epoch={every}",
         "validate_every_epochs=1", "validation_windows_overlap=0.25", "workers=0",
-        f"seed={seed}", "log_every=10", "device=cpu",
+        f"seed={seed}", "log_every=10", "device=cpu", *extra,
     ])
     result = train(config)
     seconds = _training_seconds(out / "log.csv")
@@ -243,7 +244,7 @@ def report(curves: dict[str, Curve]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", default="plain,tiny,unet,S")
+    parser.add_argument("--runs", default="plain,tiny,tiny-bf16,unet,S")
     parser.add_argument("--iterations", type=int, default=1200)
     parser.add_argument("--checkpoints", type=int, default=6)
     parser.add_argument("--s-iterations", type=int, default=120,
@@ -267,6 +268,10 @@ def main() -> None:
             elif name == "unet":
                 curves[name] = tumorscale_run(task, workdir, name, "UNet", UNET_WIDTH,
                                               args.iterations, args.checkpoints, PATCH, args.seed)
+            elif name == "tiny-bf16":
+                curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
+                                              args.checkpoints, PATCH, args.seed,
+                                              extra=("cpu_bf16=true",))
             elif name == "S":
                 # S has 6 stages (size divisor 32, smallest input 64³): a 64³ patch, not 48³.
                 curves[name] = tumorscale_run(task, workdir, name, "S", {}, args.s_iterations,

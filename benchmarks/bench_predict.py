@@ -14,6 +14,8 @@ cores, both under `torch.inference_mode`:
   to 512×512×300 and argmax), for a typical output (background but three tumors: only their
   box is resized) and the worst case (no voxel sure background: the whole grid is resized).
   The per-case estimate uses the typical one.
+- on a CPU with native bfloat16, ours with bf16 autocast as well (what `tumorscale predict` runs
+  there by default): its seconds, ratio to MONAI (fp32) and largest difference from MONAI.
 Mirror TTA (default in `tumorscale predict`) multiplies the window time by 8.
 
     python benchmarks/bench_predict.py [--presets tiny S] [--repeats 2] [--quick] [--full]
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import statistics
 import time
 
@@ -33,12 +36,12 @@ from monai.inferers import sliding_window_inference as monai_sliding_window
 
 from tumorscale.infer.preprocess import prepare_input, to_input_grid
 from tumorscale.infer.sliding_window import (
-    fastest_memory_format,
     sliding_window_inference,
     window_grid,
 )
 from tumorscale.io import Volume
 from tumorscale.models import ModelSpec, build_network, get_preset
+from tumorscale.models.compute import bf16_runs_on, memory_layout
 
 CT_SHAPE = (512, 512, 300)
 CT_SPACING_MM = (0.78, 0.78, 1.5)
@@ -90,13 +93,13 @@ def compare_windows(preset: str, image: torch.Tensor, repeats: int) -> dict[str,
     """Interleaved seconds (median) of ours and MONAI's on `image`, and their largest diff."""
     network = build_network(preset, 1, CLASSES).eval()
     window = get_preset(preset).patch_size_vox
-    # Ours runs as `tumorscale predict` does: on its own copy of the network, in the memory
-    # format measured fastest for it (the Predictor decides once per model and device).
-    tuned = copy.deepcopy(network)
-    memory_format = fastest_memory_format(tuned, window, 1, WINDOWS_PER_BATCH, image.device)
+    # Ours runs as `tumorscale predict` does: on its own copy of the network, in the device's
+    # memory layout (channels-last 3-D on CPU).
+    memory_format = memory_layout(image.device)
+    tuned = copy.deepcopy(network).to(memory_format=memory_format)
     print(f"{preset}: memory format {memory_format}")
 
-    def ours() -> torch.Tensor:
+    def ours(bf16: bool = False) -> torch.Tensor:  # bf16: what `predict` runs on such CPUs
         return sliding_window_inference(
             image,
             tuned,
@@ -104,6 +107,7 @@ def compare_windows(preset: str, image: torch.Tensor, repeats: int) -> dict[str,
             overlap=OVERLAP,
             batch_size=WINDOWS_PER_BATCH,
             memory_format=memory_format,
+            bf16=bf16,
         )
 
     def monai() -> torch.Tensor:
@@ -120,21 +124,29 @@ def compare_windows(preset: str, image: torch.Tensor, repeats: int) -> dict[str,
 
     with torch.inference_mode():
         network(torch.zeros(WINDOWS_PER_BATCH, 1, *window))  # warm-up: first-call kernels
-    ours_s, monai_s, diff = [], [], 0.0
+    runs = {"ours": ours, "monai": monai}
+    if bf16_runs_on(image.device):
+        runs["ours_bf16"] = functools.partial(ours, bf16=True)
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    diffs = dict.fromkeys(runs, 0.0)
     for repeat in range(repeats):
-        # Alternate which runs first, so warm caches or a busy neighbour favour neither.
-        order = ("ours", "monai") if repeat % 2 == 0 else ("monai", "ours")
+        # Alternate the order, so warm caches or a busy neighbour favour none of them.
+        order = list(runs) if repeat % 2 == 0 else list(reversed(runs))
         outputs = {}
         for name in order:
-            seconds, outputs[name] = time_once(ours if name == "ours" else monai)
-            (ours_s if name == "ours" else monai_s).append(seconds)
-        diff = max(diff, float((outputs["ours"] - outputs["monai"]).abs().max()))
+            took, outputs[name] = time_once(runs[name])
+            seconds[name].append(took)
+        for name in runs:
+            diffs[name] = max(diffs[name], float((outputs[name] - outputs["monai"]).abs().max()))
     windows = len(window_grid(image.shape[2:], window, OVERLAP))
+    bf16_s = statistics.median(seconds["ours_bf16"]) if "ours_bf16" in runs else float("nan")
     return {
-        "ours_s": statistics.median(ours_s),
-        "monai_s": statistics.median(monai_s),
+        "ours_s": statistics.median(seconds["ours"]),
+        "monai_s": statistics.median(seconds["monai"]),
+        "ours_bf16_s": bf16_s,
         "windows": windows,
-        "max_abs_diff": diff,
+        "max_abs_diff": diffs["ours"],
+        "bf16_max_abs_diff": diffs.get("ours_bf16", float("nan")),
     }
 
 
@@ -169,7 +181,7 @@ def main() -> None:
     crops = QUICK_CROPS if args.quick else CROPS
     print(
         "\npreset  crop             windows  ours s  MONAI s  ratio  max|diff|  "
-        "case windows  est. s/case (ours)"
+        "case windows  est. s/case (ours)  | bf16 s  ratio  max|diff|"
     )
     for preset in args.presets:
         window = get_preset(preset).patch_size_vox
@@ -183,7 +195,9 @@ def main() -> None:
         print(
             f"{preset:6s}  {tuple(part.shape[2:])!s:15s}  {row['windows']:7d}  "
             f"{row['ours_s']:6.1f}  {row['monai_s']:7.1f}  {ratio:5.3f}  "
-            f"{row['max_abs_diff']:9.2e}  {case_windows:12d}  {per_case:8.0f}"
+            f"{row['max_abs_diff']:9.2e}  {case_windows:12d}  {per_case:8.0f}  "
+            f"| {row['ours_bf16_s']:6.1f}  {row['ours_bf16_s'] / row['monai_s']:5.3f}  "
+            f"{row['bf16_max_abs_diff']:9.2e}"
         )
 
 

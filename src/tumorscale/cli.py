@@ -7,15 +7,39 @@ import os
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from tumorscale import atlas
-from tumorscale.cli_output import print_problems, progress_bar, stderr, stdout, summary_table
+from tumorscale.cli_output import (
+    print_problems,
+    progress_bar,
+    stderr,
+    stdout,
+    styled,
+    summary_table,
+    tagged,
+)
 from tumorscale.cli_study import study_app
-from tumorscale.errors import TumorscaleError
+from tumorscale.errors import TumorscaleError, describe_os_error
 from tumorscale.organs import TUMOR_ORGANS, get_organ
 
+
+class _Commands(TyperGroup):
+    """Every command: a filesystem error (output path is a file, read-only folder, name too
+    long, symlink loop) becomes one line naming the path and exit code 2, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except OSError as error:
+            stderr.print(tagged("error", "red", describe_os_error(error)), soft_wrap=True)
+            raise typer.Exit(code=2) from error
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="Scale CT tumor segmentation with real and synthetic data (AbdomenAtlas 2.0).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -40,8 +64,15 @@ Organs = Annotated[
 
 
 def _fail(error: TumorscaleError | ValueError) -> typer.Exit:
-    stderr.print(f"[red]error[/]: {error}", highlight=False, soft_wrap=True)
+    stderr.print(tagged("error", "red", error), soft_wrap=True)
     return typer.Exit(code=2)
+
+
+def changed_inputs(case_ids: list[str]) -> str:
+    """The line that says which finished cases were redone because their inputs changed."""
+    more = f" and {len(case_ids) - 5} more" if len(case_ids) > 5 else ""
+    shown = ", ".join(case_ids[:5]) + more
+    return f"{len(case_ids)} case(s) whose input changed since the last run: {shown}"
 
 
 def _selected_organs(organs: list[str] | None) -> list[str]:
@@ -55,7 +86,9 @@ def dataset_summary(
     with progress_bar("indexing", quiet) as progress:
         index = atlas.index_dataset(path, progress=progress)
     with progress_bar("measuring tumors", quiet) as progress:
-        stats = atlas.dataset_lesion_stats(index.cases, organs, workers=workers, progress=progress)
+        stats = atlas.dataset_lesion_stats(
+            index.cases, organs, workers=workers, progress=progress, with_organ=True
+        )
     return atlas.summarize(index, stats, organs)
 
 
@@ -216,18 +249,16 @@ def demo(
 
     # In the working folder, not a hidden cache: the report is something to open and keep.
     folder = out or Path("tumorscale-demo-quick" if quick else "tumorscale-demo")
-    log = (lambda text: None) if quiet else (lambda text: stderr.print(f"[dim]{text}[/]"))
+    log = (lambda text: None) if quiet else (lambda text: stderr.print(styled(text, "dim")))
     try:
         with study_progress(quiet) as progress:
             result = run_demo(folder, quick=quick, progress=progress, log=log)
     except (TumorscaleError, ValueError, RuntimeError) as error:
         raise _fail(error) from error
-    stdout.print("[bold]Headline numbers[/]")
+    stdout.print(styled("Headline numbers", "bold"))
     for line in result.headline:
         stdout.print(f"  {line}", highlight=False, soft_wrap=True)
     stdout.print(f"report: {result.report_html}", highlight=False, soft_wrap=True)
-
-
 
 
 def _parse_size_mix(text: str) -> tuple[float, float, float]:
@@ -295,8 +326,10 @@ def synth(
         f"{report.tumors} tumors in total, {len(report.excluded)} source cases not healthy, "
         f"{len(report.failed)} failed -> {out / 'synthesis.csv'}"
     )
+    if report.changed:
+        stderr.print(tagged("redone", "yellow", changed_inputs(report.changed)), soft_wrap=True)
     for case_id, reason in report.failed:
-        stderr.print(f"[red]failed[/]: {case_id}: {reason}", highlight=False, soft_wrap=True)
+        stderr.print(tagged("failed", "red", f"{case_id}: {reason}"), soft_wrap=True)
     if not report.ok:
         raise typer.Exit(code=1)
 
@@ -313,7 +346,9 @@ def synth_qa(
 
     Distributions of contrast vs organ median, tumor/background noise-SD ratio, edge sharpness
     (10-90% rise distance, mm), equivalent diameter, sphericity and count per case, with the
-    Wasserstein distance for each; writes CSVs, a Markdown summary and PNG histograms.
+    Wasserstein distance for each; writes CSVs, a Markdown summary and PNG histograms. Says why
+    when a distance cannot be computed (an organ with tumors on one side only), and exits 1 when
+    none can (no tumors on one side at all, or nothing readable).
     """
     from tumorscale.synth.qa import run_synth_qa
 
@@ -330,8 +365,13 @@ def synth_qa(
         f"tumors measured in {', '.join(report.organs) or 'no organ'}"
     )
     for source_name, case_id, reason in report.failed:
-        stderr.print(f"[yellow]skipped[/]: {source_name} {case_id}: {reason}", highlight=False)
+        stderr.print(tagged("skipped", "yellow", f"{source_name} {case_id}: {reason}"))
     stdout.print(f"report written to {out}")
+    label, style = ("warning", "yellow") if report.compared else ("error", "red")
+    for gap in report.gaps:
+        stderr.print(tagged(label, style, gap), soft_wrap=True)
+    if not report.compared:
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -394,9 +434,18 @@ def evaluate(
         stdout.print(evaluation_table(group, organs))
     missing = result.summary["missing_predictions"]
     if missing:
-        stderr.print(f"[yellow]{len(missing)} case(s) without prediction, scored as empty[/]")
+        stderr.print(
+            styled(f"{len(missing)} case(s) without prediction, scored as empty", "yellow")
+        )
+    extra = result.summary["predictions_without_truth"]
+    if extra:
+        stderr.print(
+            styled(f"{len(extra)} predicted case(s) have no truth and are not scored: "
+                   f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}", "yellow"),
+            soft_wrap=True,
+        )  # fmt: skip
     for row in result.errors:
-        stderr.print(f"[red]error[/]: {row['case_id']} {row['organ']}: {row['error']}")
+        stderr.print(tagged("error", "red", f"{row['case_id']} {row['organ']}: {row['error']}"))
     stdout.print(f"results written to {out}")
     if result.errors:
         raise typer.Exit(code=1)
@@ -441,7 +490,7 @@ def preprocess(
         f"{len(report.failed)} failed -> {cache}"
     )
     for case_id, reason in report.failed:
-        stderr.print(f"[red]failed[/]: {case_id}: {reason}", highlight=False)
+        stderr.print(tagged("failed", "red", f"{case_id}: {reason}"))
     if report.failed:
         raise typer.Exit(code=1)
 
@@ -471,7 +520,7 @@ def train(
         settings = load_config(config, overrides or [])
         with training_bar(quiet) as report:
             result = run_training(settings, resume=resume, report=report)
-    except (TumorscaleError, ValueError) as error:
+    except (TumorscaleError, ValueError, FloatingPointError) as error:
         raise _fail(error) from error
     if int(os.environ.get("RANK", "0")) == 0:
         final = f"{result.losses[-1]:.4f}" if result.losses else "–"
@@ -513,6 +562,13 @@ def predict(
     device: Annotated[str, typer.Option(help="'auto' (CUDA if present), 'cpu', 'cuda:0', ...")] = (
         "auto"
     ),
+    bf16: Annotated[
+        bool,
+        typer.Option(
+            "--bf16/--fp32",
+            help="bfloat16 network on CUDA and on CPUs with native bfloat16 (2-3x faster).",
+        ),
+    ] = True,
     workers: Annotated[
         int, typer.Option(min=1, help="Threads reading cases ahead and writing outputs behind.")
     ] = 1,
@@ -529,6 +585,17 @@ def predict(
         bool,
         typer.Option(help="Keep only lesions touching their organ (when an organ mask is known)."),
     ] = True,
+    series: Annotated[
+        str | None,
+        typer.Option(help="DICOM: the series UID to read when a folder holds several."),
+    ] = None,
+    uneven_slices: Annotated[
+        str,
+        typer.Option(
+            help="DICOM with missing slices or uneven spacing: 'error', or 'resample' onto a "
+            "uniform grid (with a warning)."
+        ),
+    ] = "error",
     quiet: Quiet = False,
 ) -> None:
     """Segment tumors in new CT scans with a trained model.
@@ -540,7 +607,7 @@ def predict(
     (exit code 1 at the end).
     """
     from tumorscale.infer import PostprocessOptions, Predictor
-    from tumorscale.infer.batch import predict_folder
+    from tumorscale.infer.batch import DicomOptions, predict_folder
 
     try:
         _check_device(device)
@@ -549,12 +616,22 @@ def predict(
             device=device,
             tta=tta,
             overlap=overlap,
+            bf16=bf16,
             postprocess=PostprocessOptions(min_radius_mm, restrict_to_organ),
             save_probabilities=save_probabilities,
         )
         with progress_bar(f"predicting -> {out}", quiet) as progress:
+            if uneven_slices not in ("error", "resample"):
+                raise ValueError(f"--uneven-slices: 'error' or 'resample', not {uneven_slices!r}")
             report = predict_folder(
-                input_path, out, predictor, organ_masks, workers, progress, model_path=model
+                input_path,
+                out,
+                predictor,
+                organ_masks,
+                workers,
+                progress,
+                model_path=model,
+                dicom=DicomOptions(series, uneven_slices),  # type: ignore[arg-type]
             )
     except (TumorscaleError, ValueError) as error:
         raise _fail(error) from error
@@ -562,14 +639,20 @@ def predict(
         f"{len(report.done)} predicted, {len(report.skipped)} already done, "
         f"{len(report.failed)} failed -> {report.csv_path}"
     )
+    if report.changed:
+        stderr.print(tagged("redone", "yellow", changed_inputs(report.changed)), soft_wrap=True)
+    for warning in report.warnings:
+        stderr.print(tagged("warning", "yellow", warning), soft_wrap=True)
     if report.other_settings:
         stderr.print(
-            f"[yellow]{len(report.other_settings)} case(s) in {out} were predicted with other "
-            "settings; they are not in predictions.csv[/]",
-            highlight=False,
+            styled(
+                f"{len(report.other_settings)} case(s) in {out} were predicted with other "
+                "settings; they are not in predictions.csv",
+                "yellow",
+            )
         )
     for case_id, reason in report.failed:
-        stderr.print(f"[red]failed[/]: {case_id}: {reason}", highlight=False, soft_wrap=True)
+        stderr.print(tagged("failed", "red", f"{case_id}: {reason}"), soft_wrap=True)
     if not report.ok:
         raise typer.Exit(code=1)
 
@@ -617,12 +700,14 @@ def export_nnunet(
     except (TumorscaleError, ValueError) as error:
         raise _fail(error) from error
     for case_id, reason in report.excluded:
-        stderr.print(f"[yellow]excluded[/]: {case_id}: {reason}", highlight=False)
+        stderr.print(tagged("excluded", "yellow", f"{case_id}: {reason}"))
     for case_id, reason in report.failed:
-        stderr.print(f"[red]failed[/]: {case_id}: {reason}", highlight=False)
+        stderr.print(tagged("failed", "red", f"{case_id}: {reason}"))
+    if report.changed:
+        stderr.print(tagged("redone", "yellow", changed_inputs(report.changed)), soft_wrap=True)
     problems = check_nnunet_dataset(report.folder)
     for problem in problems:
-        stderr.print(f"[red]format[/]: {problem}", highlight=False)
+        stderr.print(tagged("format", "red", problem))
     stdout.print(
         f"{report.num_training} cases ({len(report.written)} written, "
         f"{len(report.skipped)} already done) -> {report.folder}"

@@ -9,12 +9,26 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from tumorscale.atlas import DatasetSummary, Problem, Severity
 
 # Progress and messages go to stderr so that --json output on stdout stays machine-readable.
-stderr = Console(stderr=True)
-stdout = Console()
+# No markup, emoji codes or highlighting: user text (paths, case ids, reasons) is printed as
+# written; a path holding "[old]", ":cd:" or "[/" must neither vanish nor crash. Styles come
+# from `tagged`.
+stderr = Console(stderr=True, markup=False, emoji=False, highlight=False)
+stdout = Console(markup=False, emoji=False, highlight=False)
+
+
+def tagged(tag: str, style: str, text: object = "") -> Text:
+    """`tag: text` with only the tag styled; `text` is never parsed as markup."""
+    return Text.assemble((tag, style), f": {text}" if text != "" else "")
+
+
+def styled(text: object, style: str) -> Text:
+    """`text` in `style`, never parsed as markup."""
+    return Text(str(text), style=style)
 
 
 @contextlib.contextmanager
@@ -24,7 +38,7 @@ def progress_bar(description: str, quiet: bool = False) -> Iterator[Callable[[in
         yield lambda done, total: None
         return
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -77,8 +91,7 @@ def print_problems(problems: list[Problem], console: Console = stderr) -> None:
     for problem in problems:
         style = "red" if problem.severity == Severity.ERROR else "yellow"
         console.print(
-            f"[{style}]{problem.severity.value}[/]: {problem.path}: {problem.reason}",
-            highlight=False,
+            tagged(problem.severity.value, style, f"{problem.path}: {problem.reason}"),
             soft_wrap=True,
         )
 

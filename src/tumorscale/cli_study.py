@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tumorscale.cli_output import stderr, stdout
+from tumorscale.cli_output import stderr, stdout, styled, tagged
 from tumorscale.errors import TumorscaleError
 
 study_app = typer.Typer(help="Scaling studies: plan, run (local or Dask), fit, report.",
@@ -20,7 +20,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output."
 
 
 def _fail(error: Exception) -> typer.Exit:
-    stderr.print(f"[red]error[/]: {error}", highlight=False, soft_wrap=True, emoji=False)
+    stderr.print(tagged("error", "red", error), soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -60,7 +60,7 @@ class _BarProgress:
         self.step_task = bars.add_task("", total=None, visible=False)
 
     def stage(self, text: str) -> None:
-        self.bars.console.print(f"[dim]{text}[/]", highlight=False, emoji=False)
+        self.bars.console.print(styled(text, "dim"))
 
     def runs(self, done: int, total: int) -> None:
         self.bars.update(self.runs_task, completed=done, total=total)
@@ -110,16 +110,15 @@ def study_run(
         raise _fail(ValueError(f"--executor must be 'local' or 'dask', got {executor!r}"))
     try:
         with study_progress(quiet) as progress:
-            outcome = run_study(out, executor, scheduler, _gpus(gpus), workers, progress,
-                                processes)
+            outcome = run_study(out, executor, scheduler, _gpus(gpus), workers, progress, processes)
     except (TumorscaleError, ValueError, RuntimeError) as error:
         raise _fail(error) from error
     done = len(outcome.outcomes) - len(outcome.failed)
     stdout.print(f"{done} of {len(outcome.outcomes)} runs done; results: {outcome.results}",
                  highlight=False, soft_wrap=True, emoji=False)  # fmt: skip
     for failed in outcome.failed:
-        stderr.print(f"[red]failed[/]: {failed.run_id} at {failed.step}: {failed.error}",
-                     highlight=False, soft_wrap=True, emoji=False)  # fmt: skip
+        stderr.print(tagged("failed", "red", f"{failed.run_id} at {failed.step}: {failed.error}"),
+                     soft_wrap=True)  # fmt: skip
     if outcome.failed:
         raise typer.Exit(code=1)
 

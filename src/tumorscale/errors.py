@@ -28,3 +28,13 @@ class DatasetError(InputFileError):
 
 class FetchError(TumorscaleError):
     """Example data that could not be downloaded or did not match its checksum."""
+
+
+def describe_os_error(error: OSError) -> str:
+    """`path: reason` for a filesystem error (`[Errno 36] File name too long: '/x'` becomes
+    `/x: file name too long`); the paths are the ones the operating system names."""
+    reason = (error.strerror or type(error).__name__).lower()
+    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    if not paths:
+        return f"{type(error).__name__}: {error}"
+    return f"{' -> '.join(paths)}: {reason}"

@@ -216,7 +216,8 @@ def test_summary_counts_by_organ_and_size(tmp_path: Path, make_case: CaseMaker) 
     shutil.rmtree(tmp_path / "BDMAP_00000003" / "segmentations")
     index = index_dataset(tmp_path)
     organs = ["liver", "kidney"]
-    summary = summarize(index, dataset_lesion_stats(index.cases, organs, workers=2), organs)
+    stats = dataset_lesion_stats(index.cases, organs, workers=2, with_organ=True)
+    summary = summarize(index, stats, organs)
     liver, kidney = summary.organs
     assert (liver.cases_with_organ, liver.positive, liver.control, liver.unknown) == (2, 2, 0, 1)
     assert liver.instances_by_size == {"<20": 0, "20-50": 1, ">50": 1}
@@ -235,3 +236,12 @@ def test_summary_counts_by_organ_and_size(tmp_path: Path, make_case: CaseMaker) 
 )
 def test_size_bins(diameter: float, name: str) -> None:
     assert size_bin(diameter) == name
+
+
+def test_an_all_zero_organ_mask_is_no_organ(tmp_path: Path, make_case: CaseMaker) -> None:
+    organ = np.ones((20, 20, 10), np.uint8)
+    make_case(tmp_path, "BDMAP_00000001", (20, 20, 10), {"liver": organ}, ISO)
+    make_case(tmp_path, "BDMAP_00000002", (20, 20, 10), {"liver": 0 * organ}, ISO)
+    index = index_dataset(tmp_path)
+    stats = dataset_lesion_stats(index.cases, ["liver"], workers=1, with_organ=True)
+    assert summarize(index, stats, ["liver"]).organs[0].cases_with_organ == 1

@@ -22,7 +22,8 @@ def invoke(*args: str, code: int = 0) -> str:
 def test_synth_then_qa_on_phantoms(tmp_path: Path) -> None:
     healthy, reference = tmp_path / "healthy", tmp_path / "reference"
     invoke("phantom", str(healthy), "--cases", "2", "--seed", "3", "--tumor-fraction", "0", *FAST)
-    invoke("phantom", str(reference), "--cases", "3", "--seed", "4", "--tumor-fraction", "1", *FAST)
+    # seed 5: liver tumors in the reference, so the liver has a distance to report
+    invoke("phantom", str(reference), "--cases", "3", "--seed", "5", "--tumor-fraction", "1", *FAST)
     out = tmp_path / "synth"
     args = [
         "synth",

@@ -312,6 +312,15 @@ def test_fake_sdist_end_to_end(
     assert (case / "ct.nii.gz").stat().st_mtime_ns == before
     assert any("skipping" in line for line in lines)
 
+    # A file replaced by hand since: the case is written again from the archive.
+    liver = case / "segmentations" / "liver.nii.gz"
+    original = liver.read_bytes()
+    liver.write_bytes(original[: len(original) // 2])
+    lines.clear()
+    assert fetch_example_ct(tmp_path / "out", cache=cache, log=lines.append) == case
+    assert liver.read_bytes() == original
+    assert any("changed since it was written" in line for line in lines)
+
 
 def test_incomplete_existing_case_is_refused(tmp_path: Path, fake_sdist: dict) -> None:
     case = tmp_path / "out" / "BDMAP_00000001"

@@ -127,7 +127,7 @@ def test_rerun_skips_finished_cases_and_redoes_a_changed_one(cohort, tmp_path: P
     changed[10:14, 10:14, 10:14] = 1
     nib.save(nib.Nifti1Image(changed, image.affine, image.header), str(lesion_file))
     third = export_nnunet(source, tmp_path / "out", 502, organs=["liver"])
-    assert third.written == ["BDMAP_00000002"]
+    assert third.written == ["BDMAP_00000002"] and third.changed == ["BDMAP_00000002"]
     label = np.asanyarray(nib.load(labels / "BDMAP_00000002.nii.gz").dataobj)
     assert int(np.count_nonzero(label == 1)) == 64
     assert check_nnunet_dataset(first.folder) == []

@@ -143,7 +143,9 @@ def test_discovers_a_file_a_dicom_folder_and_both_atlas_layouts(tmp_path: Path) 
     write_case(tmp_path / "merged", "BDMAP_00000001")
     (tmp_path / "merged" / "BDMAP_00000003" / "segmentations").mkdir(parents=True)  # no CT
     cases = discover_inputs(tmp_path / "merged")
-    assert [c.case_id for c in cases] == ["BDMAP_00000001", "BDMAP_00000002"]
+    # The CT-less case is listed (with where its CT should be), so that predict reports it.
+    assert [c.case_id for c in cases] == ["BDMAP_00000001", "BDMAP_00000002", "BDMAP_00000003"]
+    assert cases[2].path == tmp_path / "merged" / "BDMAP_00000003" / "ct.nii.gz"
     assert cases[0].organ_masks["liver"] == (
         tmp_path / "merged" / "BDMAP_00000001" / "segmentations" / "liver.nii.gz",
     )
@@ -336,6 +338,33 @@ def test_an_interrupted_case_is_predicted_again(tmp_path: Path) -> None:
     assert lesion_file(out, "BDMAP_00000001").read_bytes() == kept
     assert nib.load(str(lesion_file(out, "BDMAP_00000002"))).shape == SHAPE
     assert len(read_rows(out)) == 2
+
+
+def test_a_replaced_ct_is_predicted_again_and_reported(tmp_path: Path) -> None:
+    """Resume compares what a result was made from, not only the settings."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    for index in (1, 2):
+        write_case(data, f"BDMAP_0000000{index}")
+    predict_folder(data, out, stub_predictor())
+    bigger = np.full((SHAPE[0] + 4, SHAPE[1], SHAPE[2]), BACKGROUND_HU, np.int16)
+    save_nifti(data / "BDMAP_00000002" / "ct.nii.gz", bigger, LPS_AFFINE)  # another scan
+    report = predict_folder(data, out, stub_predictor())
+    assert report.skipped == ["BDMAP_00000001"]
+    assert report.done == report.changed == ["BDMAP_00000002"]
+    assert nib.load(str(lesion_file(out, "BDMAP_00000002"))).shape == bigger.shape
+
+
+def test_a_missing_ct_is_reported_not_skipped(tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    for index in (1, 2):
+        write_case(data, f"BDMAP_0000000{index}")
+    predict_folder(data, out, stub_predictor())
+    (data / "BDMAP_00000002" / "ct.nii.gz").unlink()
+    (data / "BDMAP_00000002" / "ct.nii.gz").mkdir()  # a folder where the CT was
+    report = predict_folder(data, out, stub_predictor())
+    assert report.skipped == ["BDMAP_00000001"]
+    assert [case for case, _ in report.failed] == ["BDMAP_00000002"]
+    assert "BDMAP_00000002/ct.nii.gz" in report.failed[0][1]
 
 
 def test_other_settings_predict_again(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,6 +91,12 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
     torch.save(build_network("tiny", 1, 3).state_dict(), foreign)
     with pytest.raises(ModelFileError, match=r"state_dict\.pt: not a tumorscale model file"):
         load_model(foreign)
+
+    checkpoint = tmp_path / "checkpoint.pt"  # pickled objects, as a training checkpoint holds
+    torch.save({"rng": np.random.get_state()}, checkpoint)
+    with pytest.raises(ModelFileError, match=r"checkpoint\.pt: holds Python objects") as error:
+        load_model(checkpoint)
+    assert "weights_only" not in str(error.value)
 
     truncated = tmp_path / "truncated.pt"
     data = save_model(tmp_path / "good.pt", _spec().build(), _spec()).read_bytes()

@@ -143,3 +143,14 @@ def test_changed_options_regenerate_a_case(tmp_path) -> None:
 def test_case_count_is_validated(tmp_path, cases) -> None:
     with pytest.raises(ValueError, match="cases"):
         write_cohort(tmp_path, cases, 0, OPTIONS)
+
+
+def test_a_file_replaced_after_writing_is_generated_again(tmp_path) -> None:
+    """The marker records the written files (size, mtime): a hand-edited case is not kept."""
+    root = tmp_path / "edited"
+    write_cohort(root, 1, 3, OPTIONS)
+    liver = root / "BDMAP_00000001" / "segmentations" / "liver.nii.gz"
+    expected = liver.read_bytes()
+    liver.write_bytes(expected[: len(expected) // 2])
+    write_cohort(root, 1, 3, OPTIONS)
+    assert liver.read_bytes() == expected

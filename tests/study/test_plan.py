@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from hypothesis import given, settings
@@ -98,6 +99,19 @@ def test_ood_sharing_files_with_the_data_is_an_error(study_cohorts, tmp_path):
     inside = load_study(write_study(tmp_path, study_cohorts, ood_tests={"x": str(case)}))
     with pytest.raises(DatasetError, match=r"ood_tests\.x: overlaps the data folder"):
         make_plan(inside, tmp_path / "out")
+
+
+def test_ood_holding_a_copied_data_case_is_an_error(study_cohorts, tmp_path):
+    """A byte-identical copy (not a link) of a training case in the OOD folder must not leak."""
+    copied = tmp_path / "copied"
+    case = sorted(p for p in study_cohorts["data"].iterdir() if p.is_dir())[0]
+    shutil.copytree(case, copied / "BDMAP_99999999")
+    spec = load_study(write_study(tmp_path, study_cohorts, ood_tests={"copied": str(copied)}))
+    with pytest.raises(DatasetError, match=r"ood_tests\.copied: this CT is a byte-identical") as e:
+        make_plan(spec, tmp_path / "out")
+    message = str(e.value)
+    assert str(copied / "BDMAP_99999999") in message and str(case / "ct.nii.gz") in message
+    assert not (tmp_path / "out" / "testsets").exists()
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -138,3 +141,31 @@ def test_cpu_processes_equal_the_straight_run_and_train_label_free(straight, stu
     assert label_free and {r["n_real"] for r in label_free} == {"0"}
     log = (out / "runs/n0_synth3_s0/train/log.csv").read_text(encoding="utf-8").splitlines()
     assert len(log) > 1  # trained on synthetic tumors alone
+
+
+def test_a_changed_training_scan_retrains_the_runs_that_used_it(study_cohorts, tmp_path):
+    """Resume compares what a run was made from: a replaced training CT is trained on again."""
+    data = tmp_path / "data"
+    shutil.copytree(study_cohorts["data"], data)
+    cohorts = {**study_cohorts, "data": data, "cache": tmp_path / "cache"}
+    out = _plan(cohorts, tmp_path, real_counts=[2], conditions=[
+        {"name": "real", "synthetic_ratio": 0}])  # fmt: skip
+    assert run_study(out).ok
+    plan = load_plan(out)
+    (run,) = plan.runs
+    model = out / "runs" / run.run_id / "train" / "model.pt"
+    first_model = model.read_bytes()
+    ct = data / plan.real_cases(run)[0] / "ct.nii.gz"
+    image = nib.load(str(ct))
+    brighter = np.asarray(image.dataobj).astype(np.int16) + 30  # another scan of the same grid
+    nib.save(nib.Nifti1Image(brighter, image.affine, image.header), str(ct))
+    assert run_study(out).ok
+    status = json.loads((out / "runs" / run.run_id / "status.json").read_text(encoding="utf-8"))
+    assert status["steps"]["train"]["outputs"]["redone_because_inputs_changed"] is True
+    second_model = model.read_bytes()
+    assert second_model != first_model
+    status_file = out / "runs" / run.run_id / "status.json"
+    before = status_file.read_text(encoding="utf-8")
+    assert run_study(out).ok  # nothing changed since: the run is not touched
+    assert model.read_bytes() == second_model
+    assert status_file.read_text(encoding="utf-8") == before

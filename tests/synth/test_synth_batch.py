@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -181,6 +182,21 @@ def test_rerun_skips_complete_cases(uninterrupted, source) -> None:
     assert report.written == [] and len(report.skipped) == 4
     assert tree_bytes(out) == before
     assert {p: p.stat().st_mtime_ns for p in out.rglob("ct.nii.gz")} == stamps
+
+
+def test_a_changed_source_is_synthesized_again_and_reported(source, tmp_path) -> None:
+    copy = tmp_path / "source"
+    shutil.copytree(source, copy)
+    out = tmp_path / "out"
+    synthesize_dataset(copy, out, ORGANS, PER_CASE, SEED)
+    ct = copy / SOURCES[1] / "ct.nii.gz"
+    image = nib.load(str(ct))
+    brighter = np.asarray(image.dataobj).astype(np.int16) + 10  # another scan of the same grid
+    nib.save(nib.Nifti1Image(brighter, image.affine, image.header), str(ct))
+    report = synthesize_dataset(copy, out, ORGANS, PER_CASE, SEED)
+    redone = [output_case_id(SOURCES[1], k) for k in range(1, PER_CASE + 1)]
+    assert report.written == report.changed == redone
+    assert report.skipped == [output_case_id(SOURCES[0], k) for k in range(1, PER_CASE + 1)]
 
 
 def test_workers_give_identical_results_and_previews_on_rerun(uninterrupted, source,

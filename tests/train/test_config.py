@@ -36,7 +36,8 @@ def test_yaml_and_overrides(tmp_path):
         ("optim.learning_rate=1", "learning_rate"),
         ("organs=[lung]", "lung"),
         ("batch_size=1.5", "batch_size"),
-        ("amp=fp8", "amp"),
+        ("amp=fp8", "amp: .fp8. is not one of bf16, fp16, none"),
+        ("optim.name=adam", "optim.name: .adam. is not one of sgd, adamw"),
         ("patch_size", "section.key=value"),
     ],
 )

@@ -25,6 +25,9 @@ class OrganFiles:
     organ: str
     masks: tuple[Path, ...] = ()
     lesions: tuple[Path, ...] = ()
+    # Part masks (kidney_left, kidney_right) present beside the whole organ's mask, which wins:
+    # still listed, read and checked (`dataset check` compares them with the whole).
+    superseded: tuple[Path, ...] = ()
 
     @property
     def has_mask(self) -> bool:
@@ -50,10 +53,26 @@ class CaseEntry:
     def organ(self, name: str) -> OrganFiles:
         return self.organs.get(name, OrganFiles(name))
 
+    def ct_problem(self) -> InputFileError | None:
+        """Why the CT cannot be used (the reader's own error, naming the file), or None."""
+        if self.ct is None:
+            return InputFileError(self.folder, "case folder has no ct.nii.gz")
+        if self.geometry is not None:
+            return None
+        try:
+            read_geometry(self.ct)
+        except InputFileError as error:
+            return error
+        return None  # fine: indexed without reading headers
+
     @property
     def segmentation_files(self) -> list[Path]:
         """Every recognised mask file of the case (organs, lesions, other structures)."""
-        files = [path for entry in self.organs.values() for path in (*entry.masks, *entry.lesions)]
+        files = [
+            path
+            for entry in self.organs.values()
+            for path in (*entry.masks, *entry.lesions, *entry.superseded)
+        ]
         return sorted({*files, *self.structures.values()})
 
 
@@ -78,7 +97,14 @@ def _segmentation_files(folder: Path | None) -> list[Path]:
     if folder is None:
         return []
     with os.scandir(folder) as entries:
-        return sorted(folder / entry.name for entry in entries if entry.is_file())
+        return sorted(folder / entry.name for entry in entries if _is_file(entry))
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # a symlink loop: listed, so that reading it reports the case's problem
+        return True
 
 
 def _group_files(files: list[Path]) -> tuple[dict[str, OrganFiles], dict[str, Path], list[Path]]:
@@ -106,7 +132,9 @@ def _group_files(files: list[Path]) -> tuple[dict[str, OrganFiles], dict[str, Pa
         entry = ORGANS[organ]
         whole = [masks[organ][name] for name in entry.mask_files if name in masks[organ]]
         parts = [masks[organ][name] for name in entry.mask_part_files if name in masks[organ]]
-        organs[organ] = OrganFiles(organ, tuple(whole or parts), tuple(lesions[organ]))
+        organs[organ] = OrganFiles(
+            organ, tuple(whole or parts), tuple(lesions[organ]), tuple(parts) if whole else ()
+        )
     return organs, structures, unknown
 
 

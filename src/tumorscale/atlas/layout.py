@@ -2,6 +2,7 @@
 
 merged: ROOT/BDMAP_00000001/ct.nii.gz and ROOT/BDMAP_00000001/segmentations/*.nii.gz
 split:  ROOT/ct/BDMAP_00000001/ct.nii.gz and ROOT/label/BDMAP_00000001/segmentations/*.nii.gz
+Both at once ('mixed') are indexed together; an id found twice is an error.
 A folder that itself holds ct.nii.gz (or segmentations/) is read as a single case.
 """
 
@@ -34,6 +35,13 @@ def _ct_in(folder: Path, names: set[str]) -> Path | None:
     return None
 
 
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink loop: not a folder; reading it as a file names the problem
+        return False
+
+
 def _listing(folder: Path) -> tuple[set[str], set[str]]:
     """(file names, sub-folder names) of a folder, hidden and `_`-prefixed entries skipped."""
     files: set[str] = set()
@@ -42,7 +50,7 @@ def _listing(folder: Path) -> tuple[set[str], set[str]]:
         for entry in entries:
             if entry.name.startswith((".", "_")):
                 continue
-            (folders if entry.is_dir() else files).add(entry.name)
+            (folders if _is_folder(entry) else files).add(entry.name)
     return files, folders
 
 
@@ -78,10 +86,25 @@ def _split_cases(root: Path) -> list[CaseFiles]:
     return cases
 
 
-def discover_cases(root: str | Path) -> tuple[str, list[CaseFiles]]:
-    """The layout name ('merged', 'split' or 'single') and the cases of a dataset folder, by id.
+def _without_duplicates(cases: list[CaseFiles]) -> list[CaseFiles]:
+    """`cases` sorted by id; one id in two places (merged and split) is an error naming both."""
+    seen: dict[str, CaseFiles] = {}
+    for case in cases:
+        if case.case_id in seen:
+            first = seen[case.case_id]
+            raise DatasetError(
+                case.folder, f"case id {case.case_id} is also at {first.folder}; keep one of them"
+            )
+        seen[case.case_id] = case
+    return sorted(cases, key=lambda case: case.case_id)
 
-    Raises `DatasetError` when the folder is missing or holds no case.
+
+def discover_cases(root: str | Path) -> tuple[str, list[CaseFiles]]:
+    """The layout name and the cases of a dataset folder, by id.
+
+    Layouts: 'merged', 'split', 'mixed' (merged case folders beside ct/ and label/: both are
+    indexed) or 'single'. Raises `DatasetError` when the folder is missing, holds no case, or
+    holds one case id twice.
     """
     root = Path(root)
     if not root.exists():
@@ -93,12 +116,10 @@ def discover_cases(root: str | Path) -> tuple[str, list[CaseFiles]]:
         single = _merged_case(root)
         assert single is not None
         return "single", [single]
-    if {"ct", "label"} & folders and not any(name.startswith("BDMAP_") for name in folders):
-        cases = _split_cases(root)
-        layout = "split"
-    else:
-        cases = [case for name in sorted(folders) if (case := _merged_case(root / name))]
-        layout = "merged"
+    merged = [case for name in sorted(folders) if (case := _merged_case(root / name))]
+    split = _split_cases(root) if {"ct", "label"} & folders else []
+    cases = _without_duplicates(merged + split)
+    layout = "mixed" if merged and split else "split" if split else "merged"
     if not cases:
         raise DatasetError(
             root,

@@ -11,8 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -24,8 +23,9 @@ from tumorscale.cache import cache_dir
 from tumorscale.errors import InputFileError
 from tumorscale.io import read_mask_union, write_text_atomic
 from tumorscale.sizes import equivalent_diameter_mm
+from tumorscale.workers import process_pool
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class TumorStatus(str, Enum):
@@ -44,6 +44,7 @@ class LesionStats:
     diameters_mm: tuple[float, ...] = ()  # equivalent-sphere diameter per instance, largest first
     volume_mm3: float = 0.0
     error: str | None = None  # why the lesion files could not be measured (status is then unknown)
+    organ_voxels: int | None = None  # voxels in the organ's mask; None without a readable mask
 
     @property
     def instances(self) -> int:
@@ -67,15 +68,34 @@ def _file_identity(path: Path) -> list[object]:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
-def _cache_path(case: CaseEntry, organ: str) -> Path:
-    files = case.organ(organ).lesions + ((case.ct,) if case.ct else ())
-    key = json.dumps([CACHE_VERSION, organ, *[_file_identity(path) for path in files]])
+def _cache_path(case: CaseEntry, organ: str, with_organ: bool) -> Path:
+    masks = case.organ(organ).masks if with_organ else ()
+    files = case.organ(organ).lesions + masks + ((case.ct,) if case.ct else ())
+    key = json.dumps([CACHE_VERSION, organ, with_organ, *[_file_identity(p) for p in files]])
     digest = hashlib.sha1(key.encode()).hexdigest()
     return cache_dir("lesion-stats", digest[:2]) / f"{digest}.json"
 
 
-def measure_lesions(case: CaseEntry, organ: str) -> LesionStats:
-    """Read an organ's lesion files (union of all name variants) and measure its tumors."""
+def _organ_voxels(case: CaseEntry, organ: str) -> int | None:
+    """Voxels in the organ's mask (an all-zero mask is no organ), None when unreadable."""
+    masks = case.organ(organ).masks
+    if not masks:
+        return None
+    try:
+        union = read_mask_union(masks, case.ct, case.geometry if case.ct else None).array
+    except InputFileError:  # `dataset check` reports the file; here the organ is not counted
+        return None
+    return int(np.count_nonzero(union))
+
+
+def measure_lesions(case: CaseEntry, organ: str, with_organ: bool = False) -> LesionStats:
+    """Read an organ's lesion files (union of all name variants) and measure its tumors; with
+    `with_organ`, also count the voxels of its mask (reading it costs as much again)."""
+    stats = _measure_lesion_files(case, organ)
+    return replace(stats, organ_voxels=_organ_voxels(case, organ)) if with_organ else stats
+
+
+def _measure_lesion_files(case: CaseEntry, organ: str) -> LesionStats:
     lesion_files = case.organ(organ).lesions
     if not lesion_files:
         return LesionStats(case.case_id, organ, TumorStatus.UNKNOWN)
@@ -100,14 +120,17 @@ def _load_cached(path: Path) -> LesionStats | None:
         return None
 
 
-def lesion_stats(case: CaseEntry, organ: str, use_cache: bool = True) -> LesionStats:
-    """Status and instances of `organ` in `case`, from the cache when the files are unchanged."""
-    if not case.organ(organ).lesions:
+def lesion_stats(
+    case: CaseEntry, organ: str, use_cache: bool = True, with_organ: bool = False
+) -> LesionStats:
+    """Status and instances of `organ` in `case`, from the cache when the files are unchanged
+    (`with_organ`: and the voxel count of its mask, `organ_voxels`)."""
+    if not _has_files(case, organ, with_organ):
         return LesionStats(case.case_id, organ, TumorStatus.UNKNOWN)
-    cache_file = _cache_path(case, organ) if use_cache else None
+    cache_file = _cache_path(case, organ, with_organ) if use_cache else None
     if cache_file is not None and cache_file.exists() and (cached := _load_cached(cache_file)):
         return cached
-    stats = measure_lesions(case, organ)
+    stats = measure_lesions(case, organ, with_organ)
     if cache_file is not None and stats.error is None:
         data = asdict(stats) | {"status": stats.status.value}
         with contextlib.suppress(OSError):  # an unwritable cache only costs time
@@ -115,7 +138,11 @@ def lesion_stats(case: CaseEntry, organ: str, use_cache: bool = True) -> LesionS
     return stats
 
 
-def _stats_job(job: tuple[CaseEntry, str, bool]) -> LesionStats:
+def _has_files(case: CaseEntry, organ: str, with_organ: bool) -> bool:
+    return bool(case.organ(organ).lesions or (with_organ and case.organ(organ).masks))
+
+
+def _stats_job(job: tuple[CaseEntry, str, bool, bool]) -> LesionStats:
     return lesion_stats(*job)
 
 
@@ -125,20 +152,23 @@ def dataset_lesion_stats(
     workers: int | None = None,
     use_cache: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    with_organ: bool = False,
 ) -> list[LesionStats]:
-    """Lesion statistics for every (case, organ), in case order, computed in parallel processes.
+    """Lesion statistics for every (case, organ), in case order, computed in parallel processes
+    (`with_organ`: with each organ mask's voxel count, as `dataset info` counts organs).
 
-    Pairs without a lesion file are unknown at once; only pairs with files go to the workers.
+    Pairs without files to read are unknown at once; only the others go to the workers.
     """
     pairs = [(case, organ) for case in cases for organ in organs]
-    jobs = [(case, organ, use_cache) for case, organ in pairs if case.organ(organ).lesions]
+    jobs = [(case, organ, use_cache, with_organ) for case, organ in pairs
+            if _has_files(case, organ, with_organ)]  # fmt: skip
     workers = workers or min(8, os.cpu_count() or 1)
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) >= 8 else None
+    pool = process_pool(workers) if workers > 1 and len(jobs) >= 8 else None
     measured = pool.map(_stats_job, jobs, chunksize=4) if pool else map(_stats_job, jobs)
     results: list[LesionStats] = []
     try:
         for case, organ in pairs:
-            if case.organ(organ).lesions:
+            if _has_files(case, organ, with_organ):
                 results.append(next(measured))
             else:
                 results.append(LesionStats(case.case_id, organ, TumorStatus.UNKNOWN))

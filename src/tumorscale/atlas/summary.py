@@ -71,14 +71,21 @@ class DatasetSummary:
 
 
 def summarize(index: DatasetIndex, stats: list[LesionStats], organs: list[str]) -> DatasetSummary:
-    """Per-organ counts of cases, tumor status and tumor instances by size (<20, 20-50, >50 mm)."""
+    """Per-organ counts of cases, tumor status and tumor instances by size (<20, 20-50, >50 mm).
+
+    `stats` from `dataset_lesion_stats(..., with_organ=True)` count an organ only where its mask
+    has voxels."""
     per_organ = {organ: OrganSummary(organ) for organ in organs}
     total = OrganSummary("all")
     positive_cases: set[str] = set()
     cases = {case.case_id: case for case in index.cases}
     problems = list(index.problems)
     for item in stats:
-        has_mask = cases[item.case_id].organ(item.organ).has_mask
+        # Counted from the voxels when known (an all-zero mask is no organ), else from the file.
+        if item.organ_voxels is not None:
+            has_mask = item.organ_voxels > 0
+        else:
+            has_mask = cases[item.case_id].organ(item.organ).has_mask
         per_organ[item.organ].add(item, has_mask)
         total.add(item, has_mask)
         if item.status == TumorStatus.POSITIVE:

@@ -36,6 +36,7 @@ from tumorscale.data.sampling import (
 )
 from tumorscale.data.synth_patch import synthesize_patch
 from tumorscale.synth import DEFAULT_SIZE_MIX
+from tumorscale.workers import die_with_parent
 
 Sample = dict[str, object]
 
@@ -210,6 +211,7 @@ class RandomPatches(IterableDataset):
 
 
 def _init_worker(_: int) -> None:
+    die_with_parent()  # a killed training run must not leave its loaders running
     # One thread per worker: the workers are the parallelism (no oversubscription).
     torch.set_num_threads(1)
     try:

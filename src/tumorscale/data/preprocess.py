@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import zlib
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from tumorscale.data.settings import FORMAT_VERSION, PreprocessSettings
 from tumorscale.errors import InputFileError, TumorscaleError
 from tumorscale.io import Volume, atomic_path, check_same_grid, read_nifti, write_text_atomic
 from tumorscale.organs import TUMOR_ORGANS
+from tumorscale.workers import process_pool
 
 Progress = Callable[[str], None]
 LESION_NAMES = frozenset(LESION_STRUCTURES.values())
@@ -209,7 +209,7 @@ def preprocess_case(entry: CaseEntry, folder: Path, settings: PreprocessSettings
     """Preprocess one case into `folder` (wiped first; the marker is written last); returns
     its metadata. Raises `InputFileError` naming the file for an unreadable or off-grid file."""
     if entry.ct is None or entry.geometry is None:
-        raise InputFileError(entry.folder, "case has no readable ct.nii.gz")
+        raise entry.ct_problem() or InputFileError(entry.folder, "no readable ct.nii.gz")
     signature = source_signature(entry)
     shutil.rmtree(folder, ignore_errors=True)  # stale temporaries of an interrupted run
     folder.mkdir(parents=True)
@@ -331,9 +331,7 @@ def _run_all(todo: list[CaseEntry], root: Path, settings: PreprocessSettings,
     workers = min(workers, len(todo))
     threads = max(1, (os.cpu_count() or 1) // workers)
     # spawn: torch's OpenMP pool is not fork-safe once the parent has used it.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(threads,)) as pool:
+    with process_pool(workers, _init_worker, (threads,), spawn=True) as pool:
         futures = {pool.submit(_run_case, entry, case_dir(root, entry.case_id), settings):
                    entry.case_id for entry in todo}
         for future in as_completed(futures):

@@ -12,6 +12,7 @@ tumor status of every organ stays *unknown* (an empty lesion file would claim a 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import tarfile
@@ -22,7 +23,13 @@ import numpy as np
 
 from tumorscale.datasets.fetch import Log, SourceArchive, fetch_source_archive
 from tumorscale.errors import FetchError
-from tumorscale.io import check_same_grid, read_nifti, write_nifti
+from tumorscale.io import (
+    check_same_grid,
+    content_fingerprint,
+    read_nifti,
+    write_nifti,
+    write_text_atomic,
+)
 
 TOTALSEG_PACKAGE = "totalsegmentator"
 TOTALSEG_VERSION = "2.18.0"
@@ -194,11 +201,37 @@ def write_atlas_case(
     return counts
 
 
+MARKER_NAME = ".example.json"
+
+
+def _case_files(case_dir: Path) -> list[Path]:
+    return [case_dir / "ct.nii.gz", *sorted((case_dir / "segmentations").glob("*.nii.gz"))]
+
+
+def _write_marker(case_dir: Path) -> None:
+    """What the case was made from (the pinned archive) and what it holds (size, mtime)."""
+    marker = {"archive_sha256": TOTALSEG_SDIST_SHA256,
+              "files": content_fingerprint(_case_files(case_dir))}  # fmt: skip
+    write_text_atomic(case_dir / MARKER_NAME, json.dumps(marker, indent=1))
+
+
+def _marker(case_dir: Path) -> dict | None:
+    try:
+        marker = json.loads((case_dir / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
 def is_complete_case(case_dir: Path) -> bool:
-    """True when `case_dir` already holds the example (its CT and the liver mask)."""
-    return (case_dir / "ct.nii.gz").is_file() and (
-        case_dir / "segmentations" / "liver.nii.gz"
-    ).is_file()
+    """True when `case_dir` holds the example exactly as written from the pinned archive."""
+    marker = _marker(case_dir)
+    if marker is None or marker.get("archive_sha256") != TOTALSEG_SDIST_SHA256:
+        return False
+    try:
+        return marker.get("files") == content_fingerprint(_case_files(case_dir))
+    except OSError:
+        return False
 
 
 def fetch_example_ct(
@@ -224,6 +257,9 @@ def fetch_example_ct(
     if is_complete_case(case_dir):
         say(f"{case_dir} already exists; skipping")
         return case_dir
+    if _marker(case_dir) is not None:  # ours, but changed since (or from another archive)
+        say(f"{case_dir} changed since it was written; writing it again")
+        shutil.rmtree(case_dir)
     if case_dir.exists() and any(case_dir.iterdir()):
         raise FetchError(
             f"{case_dir}: exists but is not a complete example case; remove it or choose another "
@@ -240,6 +276,7 @@ def fetch_example_ct(
         class_map = parse_class_map(map_path.read_text(encoding="utf-8"), origin=str(map_path))
         built = staging / case_id
         write_atlas_case(files[CT_MEMBER], files[LABELS_MEMBER], class_map, built, log=log)
+        _write_marker(built)
         if case_dir.exists():  # empty folder left by the user (checked above)
             case_dir.rmdir()
         try:

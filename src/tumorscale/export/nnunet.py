@@ -21,7 +21,6 @@ import json
 import re
 import shutil
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,11 +32,14 @@ from tumorscale.errors import DatasetError, TumorscaleError
 from tumorscale.io import (
     Geometry,
     atomic_path,
+    input_fingerprint,
     read_geometry,
     read_mask_union,
+    read_nifti,
     write_text_atomic,
 )
 from tumorscale.organs import ORGANS, TUMOR_ORGANS
+from tumorscale.workers import process_pool
 
 FORMAT_VERSION = 1
 FILE_ENDING = ".nii.gz"
@@ -55,6 +57,7 @@ class ExportReport:
     """What an `export_nnunet` run did (ids sorted).
 
     written: cases exported by this run; skipped: cases already complete from an earlier run;
+    changed: cases exported again because their files changed since the earlier run;
     failed: (case id, reason naming the file) for cases that could not be exported;
     excluded: (case id, reason) for cases left out on purpose (unknown status, missing mask);
     unknown_as_background: case id -> organs whose unknown status was exported as background.
@@ -64,6 +67,7 @@ class ExportReport:
     labels: dict[str, int]
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     excluded: list[tuple[str, str]] = field(default_factory=list)
     unknown_as_background: dict[str, list[str]] = field(default_factory=dict)
@@ -132,10 +136,8 @@ def _plan_case(
     synthetic: bool,
 ) -> tuple[_CaseJob | None, str | None, str | None]:
     """(job, excluded reason, failed reason) for one indexed case; exactly one is not None."""
-    if case.ct is None:
-        return None, None, f"{case.folder}: case folder has no ct.nii.gz"
-    if case.geometry is None:
-        return None, None, f"{case.ct}: unreadable CT header"
+    if case.ct is None or case.geometry is None:
+        return None, None, str(case.ct_problem() or f"{case.ct}: unreadable CT")
     reasons: list[str] = []
     unknown: list[str] = []
     for organ in organs:
@@ -197,22 +199,18 @@ def _paths(folder: Path, case_id: str) -> tuple[Path, Path, Path]:
     )
 
 
-def _file_identity(path: Path) -> list[object]:
-    stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-
-
 def _signature(job: _CaseJob, labels: dict[str, int]) -> dict:
     inputs = [job.ct, *[p for group in (*job.lesions, *job.masks) for p in group]]
     return {
         "format": FORMAT_VERSION,
         "labels": labels,
         "unknown": list(job.unknown),
-        "inputs": [_file_identity(path) for path in inputs],
+        "inputs": input_fingerprint(inputs),
     }
 
 
-def _is_complete(folder: Path, job: _CaseJob, labels: dict[str, int]) -> bool:
+def _state(folder: Path, job: _CaseJob, labels: dict[str, int]) -> str:
+    """'complete', 'changed' (exported from inputs that have changed since) or 'todo'."""
     image, label, record = _paths(folder, job.case_id)
     try:
         stored = json.loads(record.read_text(encoding="utf-8"))
@@ -220,9 +218,13 @@ def _is_complete(folder: Path, job: _CaseJob, labels: dict[str, int]) -> bool:
             image.stat().st_size == stored["image_bytes"]
             and label.stat().st_size == stored["label_bytes"]
         )
-        return sizes_match and stored["signature"] == _signature(job, labels)
+        signature = _signature(job, labels)
+        if sizes_match and stored["signature"] == signature:
+            return "complete"
+        same_request = {**stored["signature"], "inputs": None} == {**signature, "inputs": None}
+        return "changed" if same_request else "todo"
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return "todo"
 
 
 def label_map(job: _CaseJob, geometry: Geometry) -> np.ndarray:
@@ -271,6 +273,8 @@ def _export_case(job: _CaseJob, folder: Path, labels: dict[str, int]) -> str | N
     image, label_path, record = _paths(folder, job.case_id)
     try:
         signature = _signature(job, labels)
+        # every voxel is read (as `dataset check` does): a truncated or NaN CT must not be copied
+        read_nifti(job.ct, kind="image", canonical=False)
         geometry = read_geometry(job.ct)
         label = label_map(job, geometry)
         _copy_image(job.ct, image)
@@ -371,7 +375,7 @@ def _run(
         progress(done, total)
     jobs = [(job, folder, labels) for job in todo]
     parallel = workers > 1 and len(jobs) > 1
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs))) if parallel else None
+    pool = process_pool(min(workers, len(jobs))) if parallel else None
     results = pool.map(_export_job, jobs) if pool else map(_export_job, jobs)
     try:
         for job, failure in zip(todo, results, strict=True):
@@ -424,10 +428,13 @@ def export_nnunet(
     report = ExportReport(folder, labels, excluded=excluded, failed=failed)
     todo = []
     for job in jobs:
-        if _is_complete(folder, job, labels):
+        state = _state(folder, job, labels)
+        if state == "complete":
             report.skipped.append(job.case_id)
-        else:
-            todo.append(job)
+            continue
+        if state == "changed":
+            report.changed.append(job.case_id)
+        todo.append(job)
     _run(todo, folder, labels, max(1, int(workers)), report, progress, len(jobs))
     done = set(report.written) | set(report.skipped)
     report.unknown_as_background = {

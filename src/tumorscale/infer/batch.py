@@ -45,6 +45,7 @@ from tumorscale.errors import DatasetError, InputFileError, TumorscaleError
 from tumorscale.infer.predictor import CasePrediction, Predictor, tumor_organs
 from tumorscale.io import (
     Volume,
+    input_fingerprint,
     read_dicom_series,
     read_mask_union,
     read_nifti,
@@ -52,6 +53,9 @@ from tumorscale.io import (
     write_nifti,
     write_text_atomic,
 )
+from tumorscale.io.dicom import UnevenSlices
+from tumorscale.io.fingerprint import Fingerprint
+from tumorscale.models.compute import bf16_runs_on
 from tumorscale.organs import ORGANS, nifti_stem
 
 FORMAT_VERSION = 1
@@ -85,21 +89,34 @@ class InputCase:
     kind: InputKind
     organ_masks: dict[str, tuple[Path, ...]] = field(default_factory=dict)
 
+    def fingerprint(self, with_masks: bool) -> Fingerprint:
+        """What a prediction of this case is made from: the CT (or series) and, when used, the
+        organ masks. Raises InputFileError or OSError when a file is missing."""
+        if self.kind == "nifti" and not self.path.is_file():
+            what = "is a folder, expected a NIfTI file" if self.path.is_dir() else "CT not found"
+            raise InputFileError(self.path, what)
+        masks = [p for organ in sorted(self.organ_masks) for p in self.organ_masks[organ]]
+        return input_fingerprint([self.path, *(masks if with_masks else [])])
+
 
 @dataclass
 class PredictReport:
     """What a `predict_folder` run did (case ids in input order).
 
-    done: predicted and written by this run; skipped: already finished with the same settings;
-    failed: (case id, reason naming the file); other_settings: finished cases under OUT made with
-    other settings and not predicted again here (left out of predictions.csv).
+    done: predicted and written by this run; skipped: already finished with the same settings
+    from the same inputs; changed: finished earlier from inputs that have changed since (a new
+    CT or mask), so predicted again (also in `done` once written); failed: (case id, reason
+    naming the file); other_settings: finished cases under OUT made with other settings and not
+    predicted again here (left out of predictions.csv).
     """
 
     out: Path
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     other_settings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. DICOM slices resampled
 
     @property
     def ok(self) -> bool:
@@ -118,9 +135,9 @@ def _is_nifti(path: Path) -> bool:
 
 
 def _atlas_case(entry: CaseEntry) -> InputCase:
-    assert entry.ct is not None
+    """The case; without a CT, the path where it should be (so that the case is reported)."""
     masks = {organ: files.masks for organ, files in entry.organs.items() if files.masks}
-    return InputCase(entry.case_id, entry.ct, "nifti", masks)
+    return InputCase(entry.case_id, entry.ct or entry.folder / CT_NAMES[0], "nifti", masks)
 
 
 def _nifti_case(path: Path) -> InputCase:
@@ -156,9 +173,8 @@ def discover_inputs(input_path: str | Path) -> list[InputCase]:
         entries = index_dataset(path, read_headers=False).cases
     except DatasetError:
         entries = []
-    cases = [_atlas_case(entry) for entry in entries if entry.ct is not None]
-    if cases:
-        return cases
+    if any(entry.ct is not None for entry in entries):  # CT-less cases are reported, not dropped
+        return [_atlas_case(entry) for entry in entries]
     if _has_dicom_series(path):
         return [InputCase(path.resolve().name, path, "dicom")]
     raise DatasetError(
@@ -195,7 +211,7 @@ def run_settings(
         "mirror_axes": list(predictor.mirror_axes),
         "overlap": predictor.overlap,
         "window_size_vox": list(predictor.window_size),
-        "bf16": predictor.bf16,
+        "bf16": predictor.bf16 and bf16_runs_on(predictor.device),  # whether it really ran
         "postprocess": {
             "min_radius_mm": postprocess.min_radius_mm,
             "restrict_to_organ": postprocess.restrict_to_organ,
@@ -261,13 +277,15 @@ def _plain(value: Any) -> Any:
 
 
 def case_record(
-    case: InputCase, prediction: CasePrediction, settings_id: str, files: Sequence[str]
+    case: InputCase, prediction: CasePrediction, settings_id: str, files: Sequence[str],
+    inputs: Fingerprint,
 ) -> dict[str, Any]:
     return _plain(
         {
             "format": FORMAT_VERSION,
             "case_id": case.case_id,
             "input": str(case.path),
+            "inputs": inputs,
             "settings_id": settings_id,
             "files": list(files),
             "rows": [{"case_id": case.case_id, **row} for row in prediction.organ_rows()],
@@ -313,15 +331,30 @@ class LoadedCase:
     organ_masks: dict[str, np.ndarray] | None
 
 
-def read_ct(case: InputCase) -> Volume:
+@dataclass(frozen=True)
+class DicomOptions:
+    """How DICOM inputs are read: which series (when a folder holds several), and what to do
+    with gaps or uneven slice spacing ('error', or 'resample' with a warning in the report)."""
+
+    series_id: str | None = None
+    uneven_slices: UnevenSlices = "error"
+
+
+def read_ct(
+    case: InputCase, dicom: DicomOptions = DicomOptions(),
+    on_warning: Callable[[str], None] | None = None,
+) -> Volume:
     if case.kind == "dicom":
-        return read_dicom_series(case.path)
+        return read_dicom_series(case.path, dicom.series_id, dicom.uneven_slices, on_warning)
     return read_nifti(case.path, kind="image")
 
 
-def load_case(case: InputCase, organs: Sequence[str], with_masks: bool) -> LoadedCase:
+def load_case(
+    case: InputCase, organs: Sequence[str], with_masks: bool,
+    dicom: DicomOptions = DicomOptions(), on_warning: Callable[[str], None] | None = None,
+) -> LoadedCase:
     """Read the CT (RAS) and, when asked, the organ masks the model's organs can use."""
-    ct = read_ct(case)
+    ct = read_ct(case, dicom, on_warning)
     if not with_masks:
         return LoadedCase(case, ct, None)
     masks = {
@@ -332,7 +365,9 @@ def load_case(case: InputCase, organs: Sequence[str], with_masks: bool) -> Loade
     return LoadedCase(case, ct, masks or None)
 
 
-def write_case(out: Path, case: InputCase, prediction: CasePrediction, settings_id: str) -> None:
+def write_case(
+    out: Path, case: InputCase, prediction: CasePrediction, settings_id: str, inputs: Fingerprint
+) -> None:
     """Write every output file, then the record (last: its presence means 'finished')."""
     probabilities = prediction.probabilities is not None
     files = output_files(case.case_id, prediction.organs, probabilities)
@@ -350,7 +385,7 @@ def write_case(out: Path, case: InputCase, prediction: CasePrediction, settings_
                 folder / PROBABILITY_FOLDER / f"{name}_probability.nii.gz",
                 dtype=np.float32,
             )
-    record = case_record(case, prediction, settings_id, files)
+    record = case_record(case, prediction, settings_id, files, inputs)
     text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False)
     write_text_atomic(case_folder(out, case.case_id) / RECORD_NAME, text + "\n")
 
@@ -378,8 +413,11 @@ class _Pipeline:
         settings_id: str,
         report: PredictReport,
         tick: Callable[[], None],
+        fingerprints: dict[str, Fingerprint],
+        dicom: DicomOptions,
     ) -> None:
         self.out, self.predictor, self.organ_masks = out, predictor, organ_masks
+        self.fingerprints, self.dicom = fingerprints, dicom
         self.workers, self.settings_id, self.report, self.tick = workers, settings_id, report, tick
         self.organs = tuple(tumor_organs(predictor.spec))
         self.readers = ThreadPoolExecutor(workers, thread_name_prefix="tumorscale-read")
@@ -409,7 +447,8 @@ class _Pipeline:
             if case is None:
                 return
             reads.append(
-                (case, self.readers.submit(load_case, case, self.organs, self.organ_masks))
+                (case, self.readers.submit(load_case, case, self.organs, self.organ_masks,
+                                           self.dicom, self.report.warnings.append))
             )
 
     def _predict(self, case: InputCase, loading: Future[LoadedCase]) -> None:
@@ -425,7 +464,10 @@ class _Pipeline:
         # Bounded write queue: at most `workers` cases' outputs wait in memory.
         while len(self.writes) >= self.workers:
             self._finish_oldest_write()
-        write = self.writers.submit(write_case, self.out, case, prediction, self.settings_id)
+        write = self.writers.submit(
+            write_case, self.out, case, prediction, self.settings_id,
+            self.fingerprints[case.case_id],
+        )
         self.writes.append((case, write))
 
     def _finish_oldest_write(self) -> None:
@@ -466,13 +508,15 @@ def predict_folder(
     workers: int = 1,
     progress: Progress | None = None,
     model_path: str | Path | None = None,
+    dicom: DicomOptions = DicomOptions(),
 ) -> PredictReport:
     """Predict every case of IN into the AbdomenAtlas tree OUT (see the module docstring).
 
     organ_masks: pass each case's organ masks from IN (union of a organ's mask files, on the CT's
     grid) to the predictor. workers: threads reading ahead and threads writing behind (inference
     runs one case at a time in this thread). progress(done, total) counts finished, skipped and
-    failed cases. model_path: recorded in prediction_settings.json.
+    failed cases. model_path: recorded in prediction_settings.json. dicom: series choice and
+    uneven-slice handling for DICOM inputs.
     """
     input_path, out = Path(input_path), Path(out)
     if workers < 1:
@@ -484,16 +528,24 @@ def predict_folder(
     settings_id = settings["settings_id"]
     write_text_atomic(out / SETTINGS_NAME, json.dumps(_plain(settings), indent=2) + "\n")
     report = PredictReport(out)
-    pending = []
+    pending, fingerprints = [], {}
     for case in cases:
+        try:
+            fingerprints[case.case_id] = case.fingerprint(organ_masks)
+        except (InputFileError, OSError) as error:
+            report.failed.append((case.case_id, _reason(case, error, "cannot read")))
+            continue
         record = read_record(out, case.case_id)
-        if record is not None and record.get("settings_id") == settings_id:
+        same_settings = record is not None and record.get("settings_id") == settings_id
+        if same_settings and record.get("inputs") == fingerprints[case.case_id]:
             report.skipped.append(case.case_id)
-        else:
-            # Unfinished until the new record lands: a crash mid-case never looks complete.
-            (case_folder(out, case.case_id) / RECORD_NAME).unlink(missing_ok=True)
-            pending.append(case)
-    counter = {"done": len(report.skipped)}
+            continue
+        if same_settings:
+            report.changed.append(case.case_id)
+        # Unfinished until the new record lands: a crash mid-case never looks complete.
+        (case_folder(out, case.case_id) / RECORD_NAME).unlink(missing_ok=True)
+        pending.append(case)
+    counter = {"done": len(report.skipped) + len(report.failed)}
 
     def tick() -> None:
         counter["done"] += 1
@@ -502,7 +554,9 @@ def predict_folder(
 
     if progress is not None:
         progress(counter["done"], len(cases))
-    pipeline = _Pipeline(out, predictor, organ_masks, workers, settings_id, report, tick)
+    pipeline = _Pipeline(
+        out, predictor, organ_masks, workers, settings_id, report, tick, fingerprints, dicom
+    )
     try:
         pipeline.run(pending)
     finally:

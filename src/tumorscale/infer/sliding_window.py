@@ -13,14 +13,14 @@ softmax comes after stitching.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import time
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from monai.data.utils import compute_importance_map
+
+from tumorscale.models.compute import autocast
 
 Triple = tuple[int, int, int]
 SIGMA_SCALE = 0.125  # MONAI's default; nnU-Net's 1/8 of the tile as well
@@ -92,16 +92,11 @@ class _WindowRunner:
     ) -> None:
         self.network = network
         self.flips = [tuple(a + 2 for a in combo) for combo in flips] or [()]
-        self.autocast = bf16 and device.type == "cuda"
-        self.device_type = device.type
+        self.amp = "bf16" if bf16 else "none"
+        self.device = device
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        context = (
-            torch.autocast(self.device_type, dtype=torch.bfloat16)
-            if self.autocast
-            else contextlib.nullcontext()
-        )
-        with context:
+        with autocast(self.device, self.amp):
             return _first(self.network(batch)).float()
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -120,36 +115,6 @@ class _WindowRunner:
 def _batches(starts: list[Triple], size: int) -> Iterator[list[Triple]]:
     for first in range(0, len(starts), size):
         yield starts[first : first + size]
-
-
-def fastest_memory_format(
-    network: torch.nn.Module,
-    window: Sequence[int],
-    in_channels: int,
-    batch_size: int,
-    device: torch.device,
-) -> torch.memory_format:
-    """On CPU, the faster of contiguous and channels-last 3-D for this network's forward.
-
-    oneDNN's blocked convolutions win for some networks (tiny: 1.3x) and lose for others (S:
-    0.9x), so one timed forward of each decides. GPUs keep the contiguous format. The network
-    is left in the chosen format.
-    """
-    if device.type != "cpu":
-        return torch.contiguous_format
-    sample = torch.zeros(batch_size, in_channels, *window, device=device)
-    seconds = {}
-    with torch.inference_mode():
-        for memory_format in (torch.contiguous_format, torch.channels_last_3d):
-            network.to(memory_format=memory_format)
-            batch = sample.contiguous(memory_format=memory_format)
-            network(batch)  # first call: kernel selection and allocation
-            start = time.perf_counter()
-            network(batch)
-            seconds[memory_format] = time.perf_counter() - start
-    best = min(seconds, key=seconds.get)
-    network.to(memory_format=best)
-    return best
 
 
 def sliding_window_inference(
@@ -173,9 +138,10 @@ def sliding_window_inference(
       window shared with its neighbour (MONAI's meaning). batch_size: windows per forward pass.
     mirror_axes: None or () for no TTA; else the spatial axes (0, 1, 2 = X, Y, Z) whose every
       flip combination is also predicted (all three: 8 passes per window); logits are averaged.
-    bf16: autocast the network to bfloat16 on CUDA (ignored on CPU); accumulation stays float32.
+    bf16: autocast the network to bfloat16 on CUDA and on CPUs with native bfloat16 (see
+        `models.compute.autocast`); stitching and accumulation stay float32.
     progress(done, total): called after each batch of windows.
-    memory_format: layout of the window batches; match the network's (`fastest_memory_format`).
+    memory_format: layout of the window batches; match the network's (`memory_layout`).
     region: (sx, sy, sz) slices; only the windows of the whole-volume grid that overlap it run.
       Every voxel all of whose windows ran gets exactly its whole-volume logits (that includes
       the region); elsewhere class 0 (background) is certain.

@@ -7,6 +7,7 @@ from tumorscale.io.atomic import (
     write_text_atomic,
 )
 from tumorscale.io.dicom import read_dicom_series
+from tumorscale.io.fingerprint import content_fingerprint, input_fingerprint
 from tumorscale.io.grids import check_same_grid
 from tumorscale.io.masks import read_mask_union
 from tumorscale.io.nifti import read_geometry, read_nifti, validate_values, write_nifti
@@ -19,6 +20,8 @@ __all__ = [
     "affines_match",
     "atomic_path",
     "check_same_grid",
+    "content_fingerprint",
+    "input_fingerprint",
     "read_dicom_series",
     "read_geometry",
     "read_mask_union",

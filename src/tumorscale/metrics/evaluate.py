@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from tumorscale.metrics.segmentation import (
 from tumorscale.metrics.summary import markdown_summary, summarize_evaluation
 from tumorscale.organs import TUMOR_ORGANS
 from tumorscale.sizes import SIZE_BINS_MM
+from tumorscale.workers import process_pool
 
 UNGROUPED = "all"
 
@@ -190,6 +190,16 @@ def evaluation_jobs(
     return jobs
 
 
+def predictions_without_truth(pred_root: Path, jobs: Sequence[CaseJob]) -> list[str]:
+    """Predicted case ids that no truth case (of the split) scores: not in the metrics."""
+    scored = {job.case_id for job in jobs}
+    try:
+        predicted = index_dataset(pred_root, read_headers=False).cases
+    except DatasetError:
+        return []
+    return sorted(case.case_id for case in predicted if case.case_id not in scored)
+
+
 def run_jobs(
     jobs: Sequence[CaseJob],
     workers: int | None = None,
@@ -204,7 +214,7 @@ def run_jobs(
             if progress:
                 progress(done, len(jobs))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             for done, rows in enumerate(pool.map(evaluate_case, jobs, chunksize=1), start=1):
                 results.append(rows)
                 if progress:
@@ -282,6 +292,7 @@ def evaluate_folders(
         "missing_predictions": sorted(
             {r["case_id"] for r in rows if r["prediction_missing"] is True}
         ),
+        "predictions_without_truth": predictions_without_truth(Path(pred_root), jobs),
         "errors": [{k: r[k] for k in ("case_id", "organ", "error")} for r in rows if r["error"]],
     }
     out = Path(out)

@@ -83,7 +83,9 @@ class DeepSupervisionLoss(nn.Module):
         weights = deep_supervision_weights(len(outputs))
         total = outputs[0].new_zeros(())
         for weight, output in zip(weights, outputs, strict=True):
-            total = total + weight * self.loss(output, downsample_target(target, output.shape[2:]))
+            resized = downsample_target(target, output.shape[2:])
+            # float32: under bf16 autocast, softmax and the Dice sums would run in bf16
+            total = total + weight * self.loss(output.float(), resized)
         return total
 
 

@@ -187,7 +187,14 @@ def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any
         raise ModelFileError(path, "no such model file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
+    except pickle.UnpicklingError as error:
+        if zipfile.is_zipfile(path):  # a torch.save archive whose pickle holds arbitrary objects
+            raise ModelFileError(
+                path, "holds Python objects that a model file never contains (a training "
+                "checkpoint.pt? predict with the run's model.pt)"
+            ) from error
+        raise ModelFileError(path, f"not a readable model file ({error})") from error
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ModelFileError(path, f"not a readable model file ({reason})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorscale.io import Volume, write_nifti, write_text_atomic
+from tumorscale.io import Volume, content_fingerprint, write_nifti, write_text_atomic
 from tumorscale.phantom.case import case_id, generate_phantom
 from tumorscale.phantom.options import PhantomOptions
 
@@ -39,12 +39,17 @@ def _completed_record(folder: Path, signature: dict) -> dict | None:
     if stored.get("signature") != signature:
         return None
     record = stored.get("record", {})
-    names = record.get("files", [])
-    if not (folder / "ct.nii.gz").is_file() or not all(
-        (folder / "segmentations" / f"{name}.nii.gz").is_file() for name in names
-    ):
+    try:  # a file replaced or edited by hand since: generated again
+        unchanged = content_fingerprint(_outputs(folder, record.get("files", []))) == stored.get(
+            "outputs"
+        )
+    except OSError:  # a file is missing
         return None
-    return record
+    return record if unchanged else None
+
+
+def _outputs(folder: Path, names: list[str]) -> list[Path]:
+    return [folder / "ct.nii.gz", *(folder / "segmentations" / f"{n}.nii.gz" for n in names)]
 
 
 def write_case(folder: Path, seed: int, index: int, options: PhantomOptions) -> dict:
@@ -62,7 +67,8 @@ def write_case(folder: Path, seed: int, index: int, options: PhantomOptions) -> 
         mask = Volume(case.masks[name], case.ct.affine)
         write_nifti(mask, segmentations / f"{name}.nii.gz", dtype=np.uint8)
     record = {**case.record(), "files": sorted(case.masks)}
-    marker = {"signature": _signature(seed, index, options), "record": record}
+    marker = {"signature": _signature(seed, index, options), "record": record,
+              "outputs": content_fingerprint(_outputs(folder, sorted(case.masks)))}  # fmt: skip
     write_text_atomic(folder / COMPLETE_MARKER, json.dumps(marker, indent=1, sort_keys=True))
     return record
 

@@ -27,7 +27,14 @@ from pathlib import Path
 from tumorscale.study.ledger import DONE, FAILED, RUNNING, RunLedger, run_states, step_names
 from tumorscale.study.ledger import write_ledger as _write_ledger
 from tumorscale.study.plan import Plan, load_plan
-from tumorscale.study.steps import RunOutcome, prepare_study, run_dir, run_one
+from tumorscale.study.steps import (
+    RunOutcome,
+    inputs_changed_since,
+    prepare_study,
+    run_dir,
+    run_one,
+)
+from tumorscale.workers import PARENT_PID_VARIABLE
 
 EXECUTORS = ("local", "dask")
 
@@ -112,7 +119,7 @@ def gpu_slots(gpus: Sequence[str]) -> list[dict[str, str]]:
 def _start(plan: Plan, run_id: str, slot: dict[str, str]) -> subprocess.Popen:
     log = run_dir(plan, run_id) / "log.txt"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **slot}
+    env = {**os.environ, **slot, PARENT_PID_VARIABLE: str(os.getpid())}
     command = [sys.executable, "-m", "tumorscale.study.steps", str(plan.root), run_id]
     with log.open("ab") as handle:  # the child keeps its own descriptor
         return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
@@ -234,14 +241,20 @@ def run_study(plan_dir: str | Path, executor: str = "local", scheduler: str | No
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     progress = progress or StudyProgress()
     plan = load_plan(plan_dir)
+    progress.stage("preprocessing the data into the shared cache")  # skips unchanged cases
+    if executor == "dask":
+        _prepare_on_dask(plan, scheduler)
+    else:
+        prepare_study(plan)
     todo = unfinished_runs(plan)
+    changed = [r.run_id for r in plan.runs if r.run_id not in todo
+               and inputs_changed_since(plan, r.run_id)]  # fmt: skip
+    if changed:
+        progress.stage(f"{len(changed)} finished run(s) whose inputs changed, run again: "
+                       f"{', '.join(changed[:5])}")  # fmt: skip
+    todo = [r.run_id for r in plan.runs if r.run_id in {*todo, *changed}]
     done_before = [RunOutcome(r.run_id, DONE) for r in plan.runs if r.run_id not in todo]
     if todo:
-        progress.stage("preprocessing the data into the shared cache")
-        if executor == "dask":
-            _prepare_on_dask(plan, scheduler)
-        else:
-            prepare_study(plan)
         progress.stage(f"{len(todo)} of {len(plan.runs)} runs to do")
         progress.runs(0, len(todo))
     if executor == "dask" and todo:

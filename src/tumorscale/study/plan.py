@@ -14,6 +14,7 @@ A plan is a folder of plain files; `study run` reads only these, never the study
 from __future__ import annotations
 
 import csv
+import filecmp
 import io
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -204,11 +205,34 @@ def check_ood_separate(data: Path, ood: Mapping[str, Path], data_index: DatasetI
         real = path.resolve()
         if real == data_real or data_real in real.parents or real in data_real.parents:
             raise DatasetError(path, f"ood_tests.{name}: overlaps the data folder {data}")
-        shared = sorted(str(p) for k, p in _file_keys(index_dataset(path)).items()
-                        if k in data_keys)
+        ood_index = index_dataset(path)
+        shared = sorted(str(p) for k, p in _file_keys(ood_index).items() if k in data_keys)
         if shared:
             raise DatasetError(path, f"ood_tests.{name}: shares files with the data folder "
                                      f"{data}: {shared[:3]}")
+        copy = _copied_ct(ood_index, data_index)
+        if copy is not None:
+            raise DatasetError(copy[0], f"ood_tests.{name}: this CT is a byte-identical copy of "
+                                        f"{copy[1]} in the data folder")
+
+
+def _copied_ct(ood: DatasetIndex, data: DatasetIndex) -> tuple[Path, Path] | None:
+    """(OOD CT, data CT) of the first OOD CT whose bytes equal a data CT's, else None.
+
+    Files are compared byte by byte only when their sizes match, so a real cohort costs one
+    `stat` per file.
+    """
+    by_size: dict[int, list[Path]] = {}
+    for case in data.cases:
+        if case.ct is not None:
+            by_size.setdefault(case.ct.stat().st_size, []).append(case.ct)
+    for case in ood.cases:
+        if case.ct is None:
+            continue
+        for candidate in by_size.get(case.ct.stat().st_size, []):
+            if filecmp.cmp(case.ct, candidate, shallow=False):
+                return case.ct, candidate
+    return None
 
 
 # ----------------------------------------------------------------------------- writing

@@ -13,17 +13,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tumorscale.atlas import index_dataset
 from tumorscale.data import PreprocessReport, PreprocessSettings, preprocess_dataset
+from tumorscale.data.cache import case_dir
 from tumorscale.errors import DatasetError
-from tumorscale.study.ledger import FAILED, RunLedger, step_names
+from tumorscale.infer.batch import RECORD_NAME
+from tumorscale.io import input_fingerprint
+from tumorscale.io.fingerprint import Fingerprint
+from tumorscale.study.ledger import FAILED, STATUS_NAME, RunLedger, read_status, step_names
 from tumorscale.study.plan import Plan, PlannedRun, TestSet, load_plan
 from tumorscale.study.spec import train_overrides
 from tumorscale.train import TrainConfig, load_config
+from tumorscale.workers import die_with_parent, parent_from_environment
 
 # progress(stage, done, total): stage is e.g. "train", "predict:id", "evaluate:ood".
 StepProgress = Callable[[str, int, int], None]
@@ -110,12 +117,56 @@ def _train(plan: Plan, run: PlannedRun, ledger: RunLedger, device: str | None,
 
     config = run_config(plan, run, device)
     model = Path(config.out) / MODEL_NAME
+    inputs = train_inputs(plan, run)
+    changed = _inputs_changed(ledger, "train", inputs) and model.exists()
     with ledger.step("train") as outputs:
+        if changed:  # a training case was preprocessed again (its scan changed): start over
+            shutil.rmtree(config.out)
         if not model.exists():
             report = (lambda p: progress("train", p.iteration, p.total)) if progress else None
             train(config, resume=True, report=report)
-        outputs.update(model=str(model.relative_to(plan.root)), iterations=run.iterations)
+        outputs.update(model=str(model.relative_to(plan.root)), iterations=run.iterations,
+                       inputs=inputs, redone_because_inputs_changed=changed)  # fmt: skip
     return model
+
+
+def train_inputs(plan: Plan, run: PlannedRun) -> Fingerprint:
+    """What a run's training is made from: its cases in the shared cache (a scan that changed is
+    preprocessed again, which rewrites its `meta.json`)."""
+    config = run_config(plan, run)
+    cases = [*config.data.real_cases, *config.data.healthy_cases]
+    return input_fingerprint(case_dir(plan.cache, case_id) / "meta.json" for case_id in cases)
+
+
+def evaluate_inputs(plan: Plan, run: PlannedRun, test: TestSet) -> Fingerprint:
+    """What a run's evaluation on `test` is made from: the test cases' CTs and masks and the
+    predictions' completion records (rewritten whenever a case is predicted again)."""
+    cases = index_dataset(plan.test_folder(test), read_headers=False).cases
+    truth = [p for case in cases for p in [*([case.ct] if case.ct else []),
+                                           *case.segmentation_files]]  # fmt: skip
+    folder = run_dir(plan, run.run_id) / "predict" / test.name
+    return input_fingerprint([*truth, *sorted(folder.glob(f"*/{RECORD_NAME}"))])
+
+
+def _inputs_changed(ledger: RunLedger, step: str, inputs: Fingerprint) -> bool:
+    """Whether `step` finished earlier from other inputs (so its result is stale)."""
+    recorded = ledger.steps[step].get("outputs", {}).get("inputs")
+    return ledger.is_done(step) and recorded is not None and recorded != inputs
+
+
+def inputs_changed_since(plan: Plan, run_id: str) -> bool:
+    """Whether a finished run's training or evaluation inputs have changed since it ran (call
+    after `prepare_study`, which preprocesses changed scans again)."""
+    run = plan.run(run_id)
+    steps = read_status(run_dir(plan, run_id) / STATUS_NAME).get("steps", {})
+
+    def recorded(step: str) -> object:
+        return (steps.get(step) or {}).get("outputs", {}).get("inputs")
+
+    if recorded("train") not in (None, train_inputs(plan, run)):
+        return True
+    return any(recorded(f"evaluate:{t.name}") not in (None, evaluate_inputs(plan, run, t))
+               for t in plan.test_sets)  # fmt: skip
 
 
 def _worker_count(plan: Plan) -> int:
@@ -154,8 +205,10 @@ def _evaluate(plan: Plan, run: PlannedRun, test: TestSet, ledger: RunLedger,
     name = f"evaluate:{test.name}"
     folder = run_dir(plan, run.run_id)
     out = folder / "evaluate" / test.name
+    inputs = evaluate_inputs(plan, run, test)
+    changed = _inputs_changed(ledger, name, inputs)
     with ledger.step(name) as outputs:
-        if not (out / "summary.json").exists():
+        if changed or not (out / "summary.json").exists():
             evaluate_folders(
                 folder / "predict" / test.name, plan.test_folder(test), out,
                 organs=list(plan.organs), settings=EvaluationSettings(**plan.evaluation),
@@ -163,7 +216,8 @@ def _evaluate(plan: Plan, run: PlannedRun, test: TestSet, ledger: RunLedger,
                 progress=(lambda d, t: progress(name, d, t)) if progress else None,
             )  # fmt: skip
         outputs.update(per_case=str((out / "per_case.csv").relative_to(plan.root)),
-                       summary=str((out / "summary.json").relative_to(plan.root)))  # fmt: skip
+                       summary=str((out / "summary.json").relative_to(plan.root)),
+                       inputs=inputs, redone_because_inputs_changed=changed)  # fmt: skip
 
 
 def run_one(plan_dir: str | Path, run_id: str, gpu: int | None = None,
@@ -191,6 +245,7 @@ def run_one(plan_dir: str | Path, run_id: str, gpu: int | None = None,
 
 def main(argv: list[str]) -> int:
     """Entry point of one-run subprocesses: print the outcome as JSON, exit 1 when it failed."""
+    die_with_parent(parent_from_environment())  # a killed `study run` takes its runs with it
     outcome = run_one(argv[0], argv[1])
     print(json.dumps(dataclasses.asdict(outcome)), flush=True)
     return 0 if outcome.status != FAILED else 1

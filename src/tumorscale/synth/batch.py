@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from tumorscale.errors import InputFileError, TumorscaleError
 from tumorscale.io import (
     Volume,
     check_same_grid,
+    input_fingerprint,
     read_geometry,
     read_nifti,
     write_csv_atomic,
@@ -46,6 +47,7 @@ from tumorscale.io import (
 )
 from tumorscale.organs import ORGANS, TUMOR_ORGANS
 from tumorscale.synth.types import DEFAULT_SIZE_MIX, TumorParams, TumorRecord
+from tumorscale.workers import process_pool
 
 FORMAT_VERSION = 1
 RECORD_NAME = ".synthesis.json"
@@ -62,6 +64,8 @@ class BatchReport:
     """What a `synthesize_dataset` run did (ids sorted).
 
     written: output cases built by this run; skipped: output cases already complete;
+    changed: output cases built again because their source's files changed since (in `written`
+    once built);
     failed: (case id, reason) for sources that could not be read or outputs that could not be
     built; excluded: (source id, reason) for cases that are not healthy sources;
     tumors: tumors inserted across all complete output cases (synthesis.csv rows not skipped).
@@ -70,6 +74,7 @@ class BatchReport:
     out: Path
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     excluded: list[tuple[str, str]] = field(default_factory=list)
     tumors: int = 0
@@ -234,11 +239,8 @@ def select_sources(
     excluded: list[tuple[str, str]] = []
     failed: list[tuple[str, str]] = []
     for case in cases:
-        if case.ct is None:
-            failed.append((case.case_id, "no ct.nii.gz"))
-            continue
-        if case.geometry is None:
-            failed.append((case.case_id, f"{case.ct.name}: unreadable header"))
+        if case.ct is None or case.geometry is None:
+            failed.append((case.case_id, str(case.ct_problem() or f"{case.ct}: unreadable CT")))
             continue
         reasons, usable, broken = [], [], None
         for organ in TUMOR_ORGANS:
@@ -274,16 +276,28 @@ def select_sources(
 # ----------------------------------------------------------------------------- records
 
 
-def _signature(settings: _Settings, source_id: str, k: int, organs: Sequence[str]) -> dict:
+def _signature(settings: _Settings, plan: SourcePlan, k: int) -> dict:
+    """What an output case is made from: the request and its source's files (size, mtime)."""
+    source = plan.case
     return {
         "format": FORMAT_VERSION,
         "seed": settings.seed,
-        "source_id": source_id,
+        "source_id": source.case_id,
+        "inputs": input_fingerprint([p for p in [source.ct, *source.segmentation_files] if p]),
         "k": k,
-        "organs": list(organs),
+        "organs": list(plan.organs),
         "size_mix": [float(v) for v in settings.size_mix],
         "tumors_per_organ": settings.tumors_per_organ,
     }
+
+
+def _inputs_changed(folder: Path, signature: dict) -> bool:
+    """Whether `folder` holds a finished case made by the same request from other inputs."""
+    stored = completed_record(folder)
+    if stored is None or not isinstance(stored.get("signature"), dict):
+        return False
+    earlier = {**stored["signature"], "inputs": None}
+    return earlier == {**signature, "inputs": None} and stored["signature"] != signature
 
 
 def completed_record(folder: Path, signature: dict | None = None) -> dict | None:
@@ -421,7 +435,7 @@ def _build_case(
 
             write_case_previews(written, lesions, rows, settings.out / PREVIEW_FOLDER)
         record = {
-            "signature": _signature(settings, source_id, k, plan.organs),
+            "signature": _signature(settings, plan, k),
             "case_id": case_id,
             "source_id": source_id,
             "files": sorted(files),
@@ -524,9 +538,11 @@ def synthesize_dataset(
         todo = []
         for k in range(1, per_case + 1):
             case_id = output_case_id(plan.case.case_id, k)
-            signature = _signature(settings, plan.case.case_id, k, plan.organs)
+            signature = _signature(settings, plan, k)
             stored = completed_record(out / case_id, signature)
             if stored is None:
+                if _inputs_changed(out / case_id, signature):
+                    report.changed.append(case_id)
                 todo.append(k)
                 continue
             report.skipped.append(case_id)
@@ -558,7 +574,7 @@ def synthesize_dataset(
             finish(*_run_source(*job, on_case=tick))
             done = counter[0]
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        with process_pool(min(workers, len(jobs))) as pool:
             futures = {pool.submit(_run_job, job): len(job[2]) for job in jobs}
             for future in as_completed(futures):
                 finish(*future.result())
@@ -569,7 +585,10 @@ def synthesize_dataset(
     rows: list[dict] = []
     for plan in plans:
         for k in range(1, per_case + 1):
-            signature = _signature(settings, plan.case.case_id, k, plan.organs)
+            try:
+                signature = _signature(settings, plan, k)
+            except OSError:  # a source file removed during the run: its output is not listed
+                continue
             stored = completed_record(out / output_case_id(plan.case.case_id, k), signature)
             if stored is not None:
                 rows.extend(stored["rows"])

@@ -62,6 +62,18 @@ class QaReport:
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (source, case id, reason)
     files: list[Path] = field(default_factory=list)
 
+    @property
+    def gaps(self) -> list[str]:
+        """Why the comparison is incomplete (nothing measured, an organ without tumors on one
+        side, so no distance); empty when every distance was computed."""
+        return comparison_gaps(self.features, self.organs, self.failed)
+
+    @property
+    def compared(self) -> bool:
+        """Whether at least one organ had tumors on both sides (so some distance exists)."""
+        sources = {(row["organ"], row["source"]) for row in self.features}
+        return any({(o, "synth"), (o, "reference")} <= sources for o in self.organs)
+
     def wasserstein(self, organ: str, feature: str) -> float:
         for row in self.summary:
             if row["organ"] == organ and row["feature"] == feature:
@@ -121,6 +133,21 @@ def summarize_features(rows: list[dict], organs: Sequence[str]) -> list[dict]:
     return summary
 
 
+def comparison_gaps(
+    rows: list[dict], organs: Sequence[str], failed: list[tuple[str, str, str]]
+) -> list[str]:
+    """Plain-language reasons why some or all Wasserstein distances could not be computed."""
+    if not rows:
+        unreadable = f" ({len(failed)} case(s) could not be read)" if failed else ""
+        return [f"no tumor was measured in either folder{unreadable}"]
+    gaps = []
+    for organ in organs:
+        for source, side in (("synth", "the synthetic folder"), ("reference", "the reference")):
+            if not any(row["organ"] == organ and row["source"] == source for row in rows):
+                gaps.append(f"{organ}: {side} has no {organ} tumors, so no distance is computed")
+    return gaps
+
+
 def _format(value: object) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.6g}"
@@ -128,7 +155,8 @@ def _format(value: object) -> str:
 
 
 def _markdown(
-    summary: list[dict], organs: Sequence[str], failed: list[tuple[str, str, str]]
+    summary: list[dict], organs: Sequence[str], failed: list[tuple[str, str, str]],
+    gaps: Sequence[str] = (),
 ) -> str:
     lines = [
         "# Synthetic tumor realism (synth-qa)",
@@ -137,6 +165,8 @@ def _markdown(
         "unit (0 = identical). Features: tumorscale.synth.qa_features.",
         "",
     ]
+    if gaps:
+        lines += ["## Incomplete comparison", "", *[f"- {gap}" for gap in gaps], ""]
     for organ in organs:
         lines += [
             f"## {organ}",
@@ -239,7 +269,7 @@ def run_synth_qa(
     columns = ("source", "case_id", "organ", *FEATURE_COLUMNS)
     write_csv_atomic(out / "qa_features.csv", columns, rows, _format)
     write_csv_atomic(out / "qa_summary.csv", SUMMARY_COLUMNS, summary, _format)
-    write_text_atomic(out / "qa_summary.md", _markdown(summary, chosen, failed))
+    write_text_atomic(out / "qa_summary.md", _markdown(summary, chosen, failed, report.gaps))
     report.files = [out / "qa_features.csv", out / "qa_summary.csv", out / "qa_summary.md"]
     for organ in chosen:
         report.files.append(plot_organ(rows, organ, out / f"qa_{organ}.png"))

@@ -12,7 +12,6 @@ import io
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tumorscale.data import PreprocessedCache, PreprocessSettings, preprocess_da
 from tumorscale.errors import DatasetError
 from tumorscale.io.atomic import write_text_atomic
 from tumorscale.models import DeepSupervisionLoss, ModelSpec, class_names_for, save_model
+from tumorscale.models.compute import autocast, memory_layout
 from tumorscale.train.cases import CaseRoles, case_roles
 from tumorscale.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -34,6 +34,7 @@ from tumorscale.train.checkpoint import (
 from tumorscale.train.config import TrainConfig, dump_config
 from tumorscale.train.data import training_batches
 from tumorscale.train.distributed import Distributed, setup, teardown
+from tumorscale.train.preflight import fit_patch_to_images, warn_about_earlier_run
 from tumorscale.train.validate import validate
 
 LOG_COLUMNS = ["iteration", "epoch", "loss", "lr", "samples_per_s", "seconds"]
@@ -105,16 +106,9 @@ def _poly_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer):
     )
 
 
-def _autocast(config: TrainConfig, device: torch.device):
-    if device.type != "cuda" or config.amp == "none":
-        return nullcontext()
-    dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
 def build_state(config: TrainConfig, spec: ModelSpec, distributed: Distributed) -> TrainingState:
     torch.manual_seed(config.seed)  # identical initial weights on every rank
-    network = spec.build().to(distributed.device)
+    network = spec.build().to(distributed.device, memory_format=memory_layout(distributed.device))
     if distributed.enabled:
         device_ids = [distributed.device.index] if distributed.device.type == "cuda" else None
         network = torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
@@ -126,11 +120,18 @@ def build_state(config: TrainConfig, spec: ModelSpec, distributed: Distributed) 
     return TrainingState(network, optimizer, _poly_schedule(config, optimizer), scaler)
 
 
+def _amp(config: TrainConfig, device: torch.device) -> str:
+    """The autocast setting for this device: `amp` on CUDA, bf16 on CPU only with `cpu_bf16`."""
+    if device.type == "cuda":
+        return config.amp
+    return "bf16" if config.cpu_bf16 else "none"
+
+
 def _step(state: TrainingState, loss_fn, batch, config: TrainConfig, device) -> float:
-    image = batch["image"].to(device, non_blocking=True)
+    image = batch["image"].to(device, non_blocking=True, memory_format=memory_layout(device))
     label = batch["label"].to(device, non_blocking=True)
     state.optimizer.zero_grad(set_to_none=True)
-    with _autocast(config, device):
+    with autocast(device, _amp(config, device)):
         loss = loss_fn(state.network(image), label)
     if state.scaler is not None:
         state.scaler.scale(loss).backward()
@@ -220,8 +221,10 @@ def _train(config, distributed, resume, report, stop_after) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     cache = prepare_cache(config, distributed)
     roles: CaseRoles = case_roles(cache, config)
+    config = fit_patch_to_images(config, cache, roles, distributed.is_main)
     spec = model_spec(config, cache)
     if distributed.is_main:
+        warn_about_earlier_run(out, config, resume)
         write_text_atomic(out / "config.yaml", dump_config(config))
     state = build_state(config, spec, distributed)
     resumed_at = _resume(state, out, resume)
@@ -240,6 +243,12 @@ def _train(config, distributed, resume, report, stop_after) -> TrainResult:
     state.network.train()
     while state.iteration < end:
         loss = _step(state, loss_fn, next(batches), config, distributed.device)
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss is not finite at iteration {state.iteration + 1}; the weights "
+                f"are lost from there (the last checkpoint in {out} is not): lower optim.lr, or "
+                "train without mixed precision (amp=none, cpu_bf16=false)"
+            )
         state.iteration += 1
         state.samples_consumed += config.batch_size
         losses.append(loss)
