@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -30,7 +29,7 @@ class _Commands(TyperGroup):
     """Every command: a filesystem error (output path is a file, read-only folder, name too
     long, symlink loop) becomes one line naming the path and exit code 2, not a traceback."""
 
-    def invoke(self, ctx: click.Context) -> object:
+    def invoke(self, ctx: typer.Context) -> object:
         try:
             return super().invoke(ctx)
         except OSError as error:
