@@ -185,6 +185,12 @@ def kidney_parts_disagree(tmp: Path) -> list[str]:
     return ["dataset", "check", str(tmp / "data")]
 
 
+def info_with_unusable_cache(tmp: Path) -> list[str]:
+    _liver_case(tmp / "data", "BDMAP_00000001")
+    (tmp / "a_file").write_text("the cache folder would have to be inside this file")
+    return ["dataset", "info", str(tmp / "data")]
+
+
 @dataclass(frozen=True)
 class Row:
     """A hazard: what `setup` builds, the exit code and the words users must read."""
@@ -194,6 +200,7 @@ class Row:
     exit_code: int
     message: str
     check: Callable[[Path], None] | None = None  # what must (not) be on disk afterwards
+    env: Callable[[Path], dict[str, str]] | None = None  # extra environment for the command
 
 
 def _only_the_good_case_exported(tmp: Path) -> None:
@@ -285,6 +292,13 @@ ROWS = [
         2,
         "override 'patch_size=[32,32': the value is not valid YAML",
     ),
+    Row(
+        "dataset info: a cache folder that cannot be made only costs time",
+        info_with_unusable_cache,
+        0,
+        "(merged layout): 1 cases",
+        env=lambda tmp: {"TUMORSCALE_CACHE_DIR": str(tmp / "a_file" / "cache")},
+    ),
 ]
 
 
@@ -295,7 +309,8 @@ def _squeezed(text: str) -> str:
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
 def test_hazard(row: Row, tmp_path: Path) -> None:
-    result = runner.invoke(app, row.setup(tmp_path), env={"COLUMNS": "400"})
+    env = {"COLUMNS": "400", **(row.env(tmp_path) if row.env else {})}
+    result = runner.invoke(app, row.setup(tmp_path), env=env)
     assert result.exit_code == row.exit_code, result.output
     assert "Traceback" not in result.output
     expected = row.message.format(tmp=tmp_path)

@@ -76,6 +76,14 @@ def _cache_path(case: CaseEntry, organ: str, with_organ: bool) -> Path:
     return cache_dir("lesion-stats", digest[:2]) / f"{digest}.json"
 
 
+def _usable_cache_path(case: CaseEntry, organ: str, with_organ: bool) -> Path | None:
+    """The cache file, or None when the cache folder cannot be made (it only costs time)."""
+    try:
+        return _cache_path(case, organ, with_organ)
+    except OSError:
+        return None
+
+
 def _organ_voxels(case: CaseEntry, organ: str) -> int | None:
     """Voxels in the organ's mask (an all-zero mask is no organ), None when unreadable."""
     masks = case.organ(organ).masks
@@ -127,7 +135,7 @@ def lesion_stats(
     (`with_organ`: and the voxel count of its mask, `organ_voxels`)."""
     if not _has_files(case, organ, with_organ):
         return LesionStats(case.case_id, organ, TumorStatus.UNKNOWN)
-    cache_file = _cache_path(case, organ, with_organ) if use_cache else None
+    cache_file = _usable_cache_path(case, organ, with_organ) if use_cache else None
     if cache_file is not None and cache_file.exists() and (cached := _load_cached(cache_file)):
         return cached
     stats = measure_lesions(case, organ, with_organ)
