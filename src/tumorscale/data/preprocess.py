@@ -43,7 +43,15 @@ from tumorscale.data.cache import (
 from tumorscale.data.resample import resample_image, resample_labels_to_ras, resized_affine
 from tumorscale.data.settings import FORMAT_VERSION, PreprocessSettings
 from tumorscale.errors import InputFileError, TumorscaleError
-from tumorscale.io import Volume, atomic_path, check_same_grid, read_nifti, write_text_atomic
+from tumorscale.io import (
+    Volume,
+    atomic_path,
+    check_same_grid,
+    input_fingerprint,
+    read_nifti,
+    write_text_atomic,
+)
+from tumorscale.io.fingerprint import Fingerprint
 from tumorscale.organs import TUMOR_ORGANS
 from tumorscale.workers import process_pool
 
@@ -69,20 +77,13 @@ class PreprocessReport:
 # ----------------------------------------------------------------------------- one case
 
 
-def source_signature(entry: CaseEntry) -> list[list[object]]:
-    """(path, size, mtime_ns) of the CT and every segmentation file: what a cached case is of.
-
-    Paths are relative to the case folder, so a dataset moved with its times kept stays cached.
-    """
-    files = ([entry.ct] if entry.ct else []) + entry.segmentation_files
-    rows: list[list[object]] = []
-    for path in files:
-        stat = path.stat()
-        rows.append([os.path.relpath(path, entry.folder), stat.st_size, stat.st_mtime_ns])
-    return rows
+def source_signature(entry: CaseEntry) -> Fingerprint:
+    """What a cached case is made from: name, size and mtime of the CT and every segmentation
+    file (`io.input_fingerprint`; names, so a dataset moved with its times kept stays cached)."""
+    return input_fingerprint(([entry.ct] if entry.ct else []) + entry.segmentation_files)
 
 
-def is_complete(folder: Path, signature: list[list[object]]) -> bool:
+def is_complete(folder: Path, signature: Fingerprint) -> bool:
     """True when `folder` holds a finished case made from files with `signature`."""
     try:
         marker = json.loads((folder / COMPLETE_MARKER).read_text(encoding="utf-8"))
