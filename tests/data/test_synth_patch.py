@@ -6,7 +6,8 @@ import numpy as np
 
 from tests.data.conftest import PATCH, PhantomCache
 from tumorscale.data import structure_mask
-from tumorscale.data.synth_patch import max_reach_mm, region_box, synthesize_patch
+from tumorscale.data.synth_patch import region_box, synthesize_patch
+from tumorscale.synth import max_reach_mm
 
 ORGANS = ("pancreas", "liver", "kidney")
 
@@ -68,3 +69,26 @@ def test_synthesis_is_deterministic(phantom_cache: PhantomCache) -> None:
     np.testing.assert_array_equal(first.image, again.image)
     np.testing.assert_array_equal(first.bits, again.bits)
     assert first.record == again.record
+
+
+def test_the_case_phase_from_preprocessing_reaches_the_synthesizer(
+    phantom_cache: PhantomCache,
+) -> None:
+    """Preprocessing estimates each case's contrast phase once (phantoms are portal-venous);
+    on-the-fly synthesis uses that estimate instead of measuring it on the patch region."""
+    from tumorscale.data.cache import BitMask
+
+    cache = phantom_cache.cache
+    case = phantom_cache.healthy[0]
+    record = cache.case_meta(case)["contrast_phase"]
+    assert record["phase"] == "portal_venous" and record["confident"]
+    made = synthesize_patch(cache, case, PATCH, ORGANS, np.random.default_rng(3),
+                            size_mix=(1.0, 0.0, 0.0))
+    assert made.record is not None and made.record.params is not None
+    assert made.record.params.phase == "portal_venous"
+    # Region masks decode on demand, and a slice equals the same slice of the full decode.
+    _, bits = cache.read_case_hu(case)
+    mask = BitMask(bits, np.uint64(1) << np.uint64(3))
+    box = (slice(5, 25), slice(3, 40, 2), slice(None))
+    np.testing.assert_array_equal(mask[box], np.asarray(mask)[box])
+    np.testing.assert_array_equal(np.asarray(mask), ((bits >> np.uint64(3)) & np.uint64(1)))

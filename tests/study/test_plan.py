@@ -134,6 +134,9 @@ def test_ood_holding_a_copied_data_case_is_an_error(study_cohorts, tmp_path):
         ({"train": {"model.nope": 1}}, "train: model: unknown key"),
         ({"evaluation": {"tolerance": 2}}, "evaluation:"),
         ({"bogus": 1}, "unknown key\\(s\\) \\['bogus'\\]"),
+        ({"allow_unknown_hosts": "yes"}, "allow_unknown_hosts: expected true or false"),
+        ({"train": {"data.allow_unknown_hosts": True}},
+         "train: data.allow_unknown_hosts is set by the study's allow_unknown_hosts key"),
     ],
 )
 def test_bad_study_names_the_key(study_cohorts, tmp_path, change, message):

@@ -128,7 +128,9 @@ def test_synthesis_csv_matches_the_written_tumors(uninterrupted) -> None:
         # Later organs' mass effect may nudge an earlier tumor by a voxel or so.
         assert measured == pytest.approx(float(row["achieved_diameter_mm"]), rel=0.1)
         assert abs(float(row["achieved_contrast_hu"]) - float(row["contrast_hu"])) < 15.0
-        assert json.loads(row["extra"]) is not None
+        geometry = json.loads(row["geometry"])  # typed shape record (None: a plain ellipsoid)
+        assert geometry is None or geometry["type"] == "ellipsoid"
+        assert row["phase"] == "portal_venous"
 
 
 def test_csv_rows_rebuild_the_parameters(uninterrupted, source) -> None:

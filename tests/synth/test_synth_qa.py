@@ -48,7 +48,7 @@ def test_sphere_of_known_contrast(spacing, noise_sd) -> None:
     assert features.contrast_hu == pytest.approx(CONTRAST_HU, abs=3.0)
     assert features.organ_median_hu == pytest.approx(ORGAN_HU, abs=3.0)
     assert features.diameter_mm == pytest.approx(2 * RADIUS_MM, rel=0.1)
-    assert 0.8 < features.sphericity < 1.05
+    assert 0.97 < features.sphericity <= 1.0
     assert features.count_in_case == 1
     if noise_sd:
         assert features.noise_ratio == pytest.approx(1.0, abs=0.15)
@@ -86,8 +86,8 @@ def test_instances_are_26_connected_and_sorted_by_size() -> None:
     assert [f.tumor for f in features] == [1, 2]
     assert all(f.count_in_case == 2 for f in features)
     assert features[0].contrast_hu == pytest.approx(-40.0)
-    # Flat-faced shapes rank below a ball in the ideal order; ITK's perimeter estimate treats
-    # the digital surface as smooth, so they read up to ~15 % rounder than their ideal value.
+    # Flat-faced shapes rank below a ball in the ideal order; the surface is smoothed by one
+    # voxel (against the staircase), which rounds edges and corners: up to ~15 % rounder here.
     measured, ideal = [], []
     for sides in ((10, 10, 10), (10, 10, 40), (4, 20, 40)):
         box = np.zeros([n + 2 for n in sides], bool)
@@ -97,7 +97,7 @@ def test_instances_are_26_connected_and_sorted_by_size() -> None:
         measured.append(sphericity(box, (1.0, 1.0, 1.0)))
     assert measured == sorted(measured, reverse=True)
     assert measured[0] < 0.95
-    assert all(i <= m <= 1.15 * i for m, i in zip(measured, ideal, strict=True))
+    assert all(i <= m <= 1.17 * i for m, i in zip(measured, ideal, strict=True))
 
 
 def _rows(source: str, contrasts: list[float], cases: list[str]) -> list[dict]:
@@ -164,9 +164,13 @@ def test_report_of_a_tree_against_itself(reference_cohort, tmp_path) -> None:
         rows = list(csv.DictReader(handle))
     assert {row["source"] for row in rows} == {"synth", "reference"}
     assert len(rows) == 2 * len(report.features) // 2
+    markdown = (tmp_path / "qa" / "qa_summary.md").read_text(encoding="utf-8")
+    assert "resampling each tumor's neighbourhood to 1 mm isotropic" in markdown
+    assert "- reference: 4-4 (median 4)" in markdown  # the phantoms' 4 mm slices
     for row in rows:
+        assert float(row["coarsest_spacing_mm"]) == 4.0
         assert 3.0 < float(row["diameter_mm"]) < 200.0
-        assert 0.2 < float(row["sphericity"]) < 1.1
+        assert 0.2 < float(row["sphericity"]) <= 1.0
         assert -200.0 < float(row["contrast_hu"]) < 200.0
 
 

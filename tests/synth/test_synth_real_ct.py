@@ -10,7 +10,7 @@ import pytest
 
 from tumorscale.datasets import fetch_example_ct
 from tumorscale.io import Volume, read_nifti
-from tumorscale.synth import TumorParams, apply_tumor, organ_mask_names, sample_params
+from tumorscale.synth import NoRoom, apply_tumor, organ_mask_names, sample_params
 
 pytestmark = pytest.mark.network
 
@@ -38,12 +38,14 @@ def test_tumor_lands_in_the_organ_with_the_intended_contrast(real_case, organ, s
     ct, masks = real_case
     params = None
     for attempt in range(6):  # a 3 mm scan can be too tight for a given draw
-        drawn = sample_params(organ, ct, masks, np.random.default_rng(seed * 10 + attempt),
-                              size_class=size)
-        if isinstance(drawn, TumorParams):
-            params = drawn
+        try:
+            params = sample_params(organ, ct, masks, np.random.default_rng(seed * 10 + attempt),
+                                   size_class=size)
+        except NoRoom as why:
+            reason = why.reason
+        else:
             break
-    assert params is not None, drawn
+    assert params is not None, reason
     result = apply_tumor(params, ct, masks)
     (record,) = result.records
     assert record.skipped is None, record.skipped
@@ -66,3 +68,25 @@ def test_tumor_lands_in_the_organ_with_the_intended_contrast(real_case, organ, s
         whole = float(np.median(ct.array[organ_mask & ~tumor]))
         assert abs(record.organ_median_hu - whole) <= 40.0
     assert result.ct.array.min() >= ct.array.min() and result.ct.array.max() <= ct.array.max()
+
+
+def test_an_unenhanced_scan_gets_unenhanced_contrasts_and_floors_are_recorded(real_case) -> None:
+    """The example CT is unenhanced (liver about 46 HU, aorta about 41 HU). Liver tumors get the
+    unenhanced contrasts of their kind, spread over a range, not one clamped value; whenever a
+    floor raised a contrast, the record says by how much."""
+    from tumorscale.synth import Host
+    from tumorscale.synth.phase_contrast import contrast_for
+
+    ct, masks = real_case
+    host = Host(ct, masks)
+    assert host.phase.phase.value == "unenhanced", host.phase.reason
+    contrasts = []
+    for seed in range(12):
+        params = sample_params("liver", ct, masks, np.random.default_rng(seed), host=host,
+                               size_class="small")
+        assert params.phase == "unenhanced"
+        low, high = contrast_for("liver", params.kind, "unenhanced").contrast_hu
+        assert low - 1e-6 <= params.contrast_hu - params.floor_shift_hu <= high + 1e-6
+        assert params.floor_shift_hu >= 0.0
+        contrasts.append(params.contrast_hu)
+    assert len({round(c, 3) for c in contrasts}) >= 10  # not one clamped value

@@ -90,6 +90,31 @@ def structure_bit(name: str) -> np.uint64:
             from None
 
 
+class BitMask:
+    """One structure of a region's bits, decoded only where it is read: slicing decodes just
+    the slice, `np.asarray` the whole region (once). The synthesizer reads most neighbours
+    only in the small crop around the tumor, so decoding every structure over the whole region
+    up front cost more than the synthesis itself. Read-only: a synthesizer that writes a mask
+    makes its own copy (`np.array(mask, copy=True)`), which is what gets written back."""
+
+    def __init__(self, bits: np.ndarray, bit: np.uint64) -> None:
+        self._bits, self._bit = bits, np.uint64(bit)
+        self._full: np.ndarray | None = None
+        self.shape, self.ndim, self.dtype = bits.shape, bits.ndim, np.dtype(np.uint8)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if self._full is not None:
+            return self._full[key]
+        return np.asarray((self._bits[key] & self._bit) != 0).view(np.uint8)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if self._full is None:
+            self._full = np.empty(self.shape, dtype=np.uint8)
+            for index in range(self.shape[0]):  # plane by plane: no full-size uint64 temporary
+                np.not_equal(self._bits[index] & self._bit, 0, out=self._full[index].view(bool))
+        return self._full if dtype is None else self._full.astype(dtype)
+
+
 def structure_mask(bits: np.ndarray, name: str) -> np.ndarray:
     """Boolean mask of one structure (e.g. 'liver', 'liver_lesion') from bit-packed structures."""
     return (bits & structure_bit(name)) != 0

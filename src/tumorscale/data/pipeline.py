@@ -17,7 +17,7 @@ of `batch_size` consecutive indices): the batches are identical for any number o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +51,8 @@ class PipelineConfig:
     synthetic_ratio: synthetic : real samples (3 = the paper's 3x; P(synthetic) = 3/4).
     synth_organs: organs tumors are synthesized in (default: the organs of the lesion classes).
     size_mix: small : medium : large synthetic tumors (the paper's 4:2:1).
+    host_organs: healthy case → the organs tumors may be synthesized in (those of `organs()` it
+    lists; a case not in it: none), e.g. only its confirmed controls (None: all, every case).
     rank, world_size: this process's DDP rank (each rank draws its own stream).
     start_index: the first sample index (= samples already consumed, to resume).
     """
@@ -71,12 +73,16 @@ class PipelineConfig:
     rank: int = 0
     world_size: int = 1
     start_index: int = 0
+    host_organs: Mapping[str, tuple[str, ...]] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", check_class_names(self.class_names))
         for name in ("real_case_ids", "healthy_case_ids", "offline_synthetic_case_ids"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "patch_size", tuple(int(v) for v in self.patch_size))
+        if self.host_organs is not None:  # a plain dict: pickled into the loader workers
+            hosts = {str(c): tuple(organs) for c, organs in self.host_organs.items()}
+            object.__setattr__(self, "host_organs", hosts)
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             raise ValueError(f"patch_size must be 3 positive voxel counts; got {self.patch_size}")
         if not 0 <= self.rank < self.world_size or self.start_index < 0:
@@ -95,6 +101,14 @@ class PipelineConfig:
             return tuple(self.synth_organs)
         lesions = tumor_classes(self.class_names)
         return tuple(o for o, lesion in LESION_STRUCTURES.items() if lesion in lesions)
+
+    def case_organs(self, case_id: str) -> tuple[str, ...]:
+        """Organs a tumor may be synthesized in for `case_id` (in `organs()` order)."""
+        organs = self.organs()
+        if self.host_organs is None:
+            return organs
+        allowed = self.host_organs.get(case_id, ())
+        return tuple(o for o in organs if o in allowed)
 
     def pools(self) -> CasePools:
         """Real and synthetic case pools (see `tumorscale.data.sampling`)."""
@@ -124,7 +138,7 @@ class PatchMaker:
         choice = choose_case(rng, self.pools, config.synthetic_ratio)
         if choice.synthesize:
             made = synthesize_patch(self.cache, choice.case_id, config.patch_size,
-                                    config.organs(), rng, config.size_mix)
+                                    config.case_organs(choice.case_id), rng, config.size_mix)
             image, bits = made.image, made.bits
             self.synth_count += 1
             self.synth_skips += made.skipped is not None

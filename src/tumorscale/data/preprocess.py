@@ -36,8 +36,10 @@ from tumorscale.data.cache import (
     META_NAME,
     STRUCTURE_BITS,
     STRUCTURES_NAME,
+    BitMask,
     case_dir,
     init_cache,
+    structure_bit,
     write_b2nd_atomic,
 )
 from tumorscale.data.resample import resample_image, resample_labels_to_ras, resized_affine
@@ -53,6 +55,12 @@ from tumorscale.io import (
 )
 from tumorscale.io.fingerprint import Fingerprint
 from tumorscale.organs import TUMOR_ORGANS
+from tumorscale.synth.phase import (
+    HOST_STRUCTURES,
+    KIDNEY_PARTS,
+    estimate_phase,
+    measure_host_hu,
+)
 from tumorscale.workers import process_pool
 
 Progress = Callable[[str], None]
@@ -206,6 +214,23 @@ def _synthesis_masks(entry: CaseEntry) -> list[str]:
     return sorted(set(names))
 
 
+PHASE_STRUCTURES = (*HOST_STRUCTURES, *KIDNEY_PARTS)  # what the phase estimate reads
+
+
+def contrast_phase_record(
+    hu: np.ndarray, bits: np.ndarray, counts: dict[str, int]
+) -> dict[str, object]:
+    """The scan's contrast phase, estimated once here so that on-the-fly synthesis reads it
+    instead of measuring it on every patch region (`tumorscale.synth.phase`)."""
+    masks = {name: BitMask(bits, structure_bit(name))
+             for name in PHASE_STRUCTURES if counts.get(name)}
+    medians = measure_host_hu(hu, masks)
+    estimate = estimate_phase({k: v for k, v in medians.items() if k != "aorta"},
+                              medians.get("aorta"))
+    return {"phase": estimate.phase.value, "confident": estimate.confident,
+            "reason": estimate.reason}
+
+
 def preprocess_case(entry: CaseEntry, folder: Path, settings: PreprocessSettings) -> dict:
     """Preprocess one case into `folder` (wiped first; the marker is written last); returns
     its metadata. Raises `InputFileError` naming the file for an unreadable or off-grid file."""
@@ -238,6 +263,7 @@ def preprocess_case(entry: CaseEntry, folder: Path, settings: PreprocessSettings
         "structures": sorted(counts, key=STRUCTURE_BITS.__getitem__),
         "synthesis_masks": _synthesis_masks(entry),
         "hu_range": [int(hu.min()), int(hu.max())],
+        "contrast_phase": contrast_phase_record(hu, bits, counts),
     }
     write_b2nd_atomic(folder / IMAGE_NAME, hu, settings)
     write_b2nd_atomic(folder / STRUCTURES_NAME, bits, settings)

@@ -2,11 +2,12 @@
 
 Reading a whole case per sample is too slow (0.3 s), so only a region is read: a random voxel of
 the host organ is its centre, and its size is the patch plus, on each side, the largest reach of a
-tumor of the drawn size class (so that the tumor, its blur and most of its mass effect fit). The
-synthesizer places one tumor in that region (in place, `copy=False`), the lesion bit of the organ
-is set where it went, and the patch is cut around the tumor centre (clipped into the region).
-When the synthesizer skips (organ too small, no room), the patch is a random one of the region
-and `SynthPatch.skipped` says why. Everything random comes from the sample's generator.
+tumor of the drawn size class, as the organ's tumor family states it
+(`tumorscale.synth.max_reach_mm`: the tumor, its blur and its mass effect fit). The synthesizer
+places one tumor in that region (in place, `copy=False`), the lesion bit of the organ is set where
+it went, and the patch is cut around the tumor centre (clipped into the region). When the
+synthesizer skips (organ too small, no room), the patch is a random one of the region and
+`SynthPatch.skipped` says why. Everything random comes from the sample's generator.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from tumorscale.data.cache import (
     LESION_STRUCTURES,
     STRUCTURE_BITS,
+    BitMask,
     PreprocessedCache,
     scale_intensity,
     structure_bit,
@@ -26,13 +28,14 @@ from tumorscale.data.cache import (
 from tumorscale.data.sampling import Shape3, random_start
 from tumorscale.io import Volume
 from tumorscale.organs import ORGANS
-from tumorscale.synth import DEFAULT_SIZE_MIX, PROFILES, TumorRecord, draw_size_class, insert_tumors
-from tumorscale.synth.shape import EDGE_CUTOFF, ELASTIC_CLIP
-
-# Size-class diameter bounds (mm) for organs without a parenchymal profile (hollow, uterus).
-_FALLBACK_DIAMETER_MM = {"small": 20.0, "medium": 50.0, "large": 90.0}
-_AXIS_SCALE_MAX = 1.25  # per-axis jitter U(0.75, 1.25): the usual largest semi-axis factor
-_EDGE_MAX_MM = 3.0  # largest boundary blur sigma of the profiles
+from tumorscale.synth import (
+    DEFAULT_SIZE_MIX,
+    TumorRecord,
+    draw_size_class,
+    insert_tumors,
+    max_reach_mm,
+)
+from tumorscale.synth.phase import Phase, PhaseEstimate
 
 
 @dataclass
@@ -52,16 +55,6 @@ class SynthPatch:
     skipped: str | None
 
 
-def max_reach_mm(organ: str, size_class: str) -> float:
-    """Upper bound (mm) of a tumor's extent from its centre for an organ and size class."""
-    profile = PROFILES.get(organ)
-    diameter = (profile.diameter_mm[size_class][1] if profile is not None
-                else _FALLBACK_DIAMETER_MM[size_class])
-    elastic = profile.elastic_fraction[1] if profile is not None else 0.12
-    radius = 0.5 * diameter * _AXIS_SCALE_MAX
-    return radius * (1.0 + ELASTIC_CLIP * elastic) + EDGE_CUTOFF * _EDGE_MAX_MM
-
-
 def region_box(
     centre: Sequence[int], patch_size: Shape3, margin_mm: float, spacing_mm: Sequence[float]
 ) -> tuple[Shape3, Shape3]:
@@ -74,27 +67,29 @@ def region_box(
 
 def region_masks(
     bits: np.ndarray, names: Sequence[str], organ: str, centre: Sequence[int]
-) -> dict[str, np.ndarray]:
-    """uint8 masks of the named structures present in the region (absent ones are left out:
-    each mask costs a pass over the region). A two-part organ (kidney) keeps only the part at
-    `centre` (region voxel): the synthesizer would otherwise pick either side, often a sliver."""
+) -> dict[str, BitMask]:
+    """Masks of the named structures present in the region (absent ones are left out), decoded
+    on demand (`BitMask`). A two-part organ (kidney) keeps only the part at `centre` (region
+    voxel): the synthesizer would otherwise pick either side, often a sliver."""
     present = np.bitwise_or.reduce(bits, axis=None)
     at_centre = bits[tuple(int(c) for c in centre)]
     parts = ORGANS[organ].mask_part_files
     keep = [part for part in parts if at_centre & structure_bit(part)]
     dropped = set(parts) - set(keep) if keep else set()
-    return {name: ((bits & structure_bit(name)) != 0).view(np.uint8)
-            for name in names
+    return {name: BitMask(bits, structure_bit(name)) for name in names
             if name in STRUCTURE_BITS and name not in dropped and present & structure_bit(name)}
 
 
 def write_back_bits(
     bits: np.ndarray, masks: Mapping[str, np.ndarray], box: tuple[slice, ...]
 ) -> np.ndarray:
-    """A copy of `bits[box]` with every mask's bit replaced by the (pushed / grown) mask, and
-    two-sided organs' whole-organ bit (kidney) rebuilt from their parts."""
+    """A copy of `bits[box]` with every written mask's bit replaced by the (pushed / grown) mask,
+    and two-sided organs' whole-organ bit (kidney) rebuilt from their parts. Masks still
+    `BitMask`s were never written: their bits are already right."""
     out = np.array(bits[box], copy=True)
     for name, mask in masks.items():
+        if isinstance(mask, BitMask):
+            continue
         bit = structure_bit(name)
         out &= ~bit
         out |= mask[box].astype(np.uint64) * bit
@@ -132,6 +127,15 @@ def _patch_box(
     return tuple(slice(s, s + p) for s, p in zip(start, patch_size, strict=True))
 
 
+def _case_phase(cache: PreprocessedCache, case_id: str) -> PhaseEstimate | None:
+    """The contrast phase estimated on the whole case at preprocessing (None in caches made
+    before it was recorded: the synthesizer then estimates it on the region)."""
+    record = cache.case_meta(case_id).get("contrast_phase")
+    if not record:
+        return None
+    return PhaseEstimate(Phase(record["phase"]), str(record["reason"]), bool(record["confident"]))
+
+
 def synthesize_patch(
     cache: PreprocessedCache,
     case_id: str,
@@ -146,7 +150,8 @@ def synthesize_patch(
     if not hosts:
         start = random_start(rng, cache.image_shape(case_id), patch_size)
         image, bits = cache.read_patch(case_id, start, patch_size)
-        return SynthPatch(image, bits, None, None, f"no {' / '.join(organs)} in {case_id}")
+        wanted = " / ".join(organs) if organs else "host organ (no confirmed control organ)"
+        return SynthPatch(image, bits, None, None, f"no {wanted} in {case_id}")
     organ = hosts[int(rng.integers(len(hosts)))]
     locations = cache.foreground_locations(case_id, organ)
     centre = locations[int(rng.integers(len(locations)))]
@@ -158,7 +163,9 @@ def synthesize_patch(
     masks = region_masks(bits, names, organ, np.asarray(centre) - np.asarray(start))
     affine = _region_affine(cache.affine(case_id), start)
     ct = Volume(hu.astype(np.float32), affine)
-    result = insert_tumors(ct, masks, organ, rng, count=1, size_mix={size_class: 1.0}, copy=False)
+    phase = _case_phase(cache, case_id)
+    result = insert_tumors(ct, masks, organ, rng, count=1, size_mix={size_class: 1.0}, copy=False,
+                           phase=phase)
     record = result.records[0]
     box = _patch_box(rng, record, affine, size, patch_size)
     patch_bits = write_back_bits(bits, result.masks, box)

@@ -131,34 +131,53 @@ def draw_test_split(positive: Sequence[str], control: Sequence[str], count: int,
 
 @dataclass(frozen=True)
 class _Cohort:
+    """host_kind: case → how it can host a synthetic tumor (see `_host_kind`)."""
+
     index: DatasetIndex
     positive: tuple[str, ...]
     control: tuple[str, ...]
-    healthy: tuple[str, ...]
+    host_kind: Mapping[str, TumorStatus | None]
 
     @property
     def annotated(self) -> tuple[str, ...]:
         return tuple(sorted(self.positive + self.control))
 
+    def hosts(self, allow_unknown: bool) -> tuple[str, ...]:
+        kinds = (TumorStatus.CONTROL, TumorStatus.UNKNOWN) if allow_unknown else (
+            TumorStatus.CONTROL,)  # fmt: skip
+        return tuple(c for c, kind in self.host_kind.items() if kind in kinds)
+
+    def of_kind(self, ids: Iterable[str], kind: TumorStatus) -> list[str]:
+        return sorted(c for c in ids if self.host_kind.get(c) == kind)
+
+
+def _host_kind(states: Sequence[TumorStatus]) -> TumorStatus | None:
+    """The statuses of a case's study organs with a mask → control: a host (the organ is a
+    confirmed control); unknown: a host only with `allow_unknown_hosts`; positive: no host
+    (every such organ has a tumor); None: no study organ. The same rule as training's."""
+    for kind in (TumorStatus.CONTROL, TumorStatus.UNKNOWN, TumorStatus.POSITIVE):
+        if kind in states:
+            return kind
+    return None
+
 
 def _cohort(data: Path, organs: Sequence[str]) -> _Cohort:
-    """Annotated cases (positive or control for a study organ) and hosts for synthetic tumors
-    (a study organ with no known tumor in it; the same rule as training's default)."""
+    """Annotated cases (positive or control for a study organ) and how each case can host a
+    synthetic tumor (`_host_kind`)."""
     index = index_dataset(data)
     cases = [c for c in index.cases if c.ct is not None]
     stats = dataset_lesion_stats(cases, organs)
     status = {(s.case_id, s.organ): s.status for s in stats}
-    positive, control, healthy = [], [], []
+    positive, control, host_kind = [], [], {}
     for case in cases:
         states = [status[(case.case_id, o)] for o in organs]
         if TumorStatus.POSITIVE in states:
             positive.append(case.case_id)
         elif TumorStatus.CONTROL in states:
             control.append(case.case_id)
-        if any(case.organ(o).has_mask and status[(case.case_id, o)] != TumorStatus.POSITIVE
-               for o in organs):
-            healthy.append(case.case_id)
-    return _Cohort(index, tuple(positive), tuple(control), tuple(healthy))
+        with_mask = [status[(case.case_id, o)] for o in organs if case.organ(o).has_mask]
+        host_kind[case.case_id] = _host_kind(with_mask)
+    return _Cohort(index, tuple(positive), tuple(control), host_kind)
 
 
 def _id_test(spec: StudySpec, cohort: _Cohort) -> list[str]:
@@ -175,17 +194,50 @@ def _id_test(spec: StudySpec, cohort: _Cohort) -> list[str]:
     return draw_test_split(cohort.positive, cohort.control, count, spec.study_seed)
 
 
+UNKNOWN_HINT = "set allow_unknown_hosts: true to use them as hosts"
+
+
 def _healthy(spec: StudySpec, cohort: _Cohort, test: set[str]) -> list[str]:
+    """Hosts for synthetic tumors: cases with a study organ that is a confirmed control (also
+    one of unknown status with `allow_unknown_hosts`), listed or all of them; never a test case."""
     if spec.healthy_pool is None:
-        return sorted(set(cohort.healthy) - test)
-    ids = {c.case_id for c in cohort.index.cases}
-    missing = sorted(set(spec.healthy_pool) - ids)
+        pool = sorted(set(cohort.hosts(spec.allow_unknown_hosts)) - test)
+        if not pool and spec.has_synthetic:
+            raise DatasetError(spec.data, _no_hosts_message(spec, cohort, test))
+        return pool
+    _check_listed_hosts(spec, cohort, test)
+    return sorted(spec.healthy_pool)
+
+
+def _no_hosts_message(spec: StudySpec, cohort: _Cohort, test: set[str]) -> str:
+    message = ("healthy_pool: no host for synthetic tumors (no case outside the test split with "
+               "a study organ that is a confirmed control: lesion file present, all zero)")
+    unknown = cohort.of_kind(set(cohort.host_kind) - test, TumorStatus.UNKNOWN)
+    if unknown and not spec.allow_unknown_hosts:
+        message += (f"; {len(unknown)} case(s) are of unknown tumor status (no lesion file): "
+                    f"{UNKNOWN_HINT}")  # fmt: skip
+    return message
+
+
+def _check_listed_hosts(spec: StudySpec, cohort: _Cohort, test: set[str]) -> None:
+    """A listed host must be in the data, outside the test split, and have a study organ to host
+    in: not one with a tumor, nor (without `allow_unknown_hosts`) one of unknown status."""
+    listed = set(spec.healthy_pool or ())
+    missing = sorted(listed - {c.case_id for c in cohort.index.cases})
     if missing:
         raise DatasetError(spec.data, f"healthy_pool: case(s) not in the data: {missing[:5]}")
-    leaked = sorted(set(spec.healthy_pool) & test)
+    leaked = sorted(listed & test)
     if leaked:
         raise DatasetError(spec.data, f"healthy_pool: case(s) in the test split: {leaked[:5]}")
-    return sorted(spec.healthy_pool)
+    positive = cohort.of_kind(listed, TumorStatus.POSITIVE)
+    if positive:
+        raise DatasetError(spec.data, f"healthy_pool: case(s) with a tumor in every study organ "
+                                      f"they have cannot host one: {positive[:5]}")  # fmt: skip
+    unknown = cohort.of_kind(listed, TumorStatus.UNKNOWN)
+    if unknown and not spec.allow_unknown_hosts:
+        raise DatasetError(spec.data, f"healthy_pool: case(s) of unknown tumor status (no lesion "
+                                      f"file; an unannotated tumor may be there): {unknown[:5]}; "
+                                      f"{UNKNOWN_HINT}")  # fmt: skip
 
 
 def _file_keys(index: DatasetIndex) -> dict[tuple[int, int], Path]:
@@ -357,10 +409,17 @@ def make_plan(spec: StudySpec, out: str | Path) -> Plan:
     write_runs_csv(out / RUNS_NAME, runs)
     plan = Plan(out, spec.name, spec.data.resolve(), spec.organs,
                 (spec.cache or out / "cache").resolve(), spec.study_seed, tuple(test_sets),
-                HEALTHY_NAME, tuple(runs), dict(spec.train), dict(spec.predict),
+                HEALTHY_NAME, tuple(runs), _train_dict(spec), dict(spec.predict),
                 dict(spec.evaluation), _compute_dict(spec))  # fmt: skip
     write_text_atomic(out / PLAN_NAME, _plan_yaml(plan))
     return plan
+
+
+def _train_dict(spec: StudySpec) -> dict[str, Any]:
+    """The runs' training settings: the spec's, and its opt-in to hosts of unknown status (the
+    runs check their healthy pool again)."""
+    opt_in = {"data.allow_unknown_hosts": True} if spec.allow_unknown_hosts else {}
+    return {**spec.train, **opt_in}
 
 
 def _compute_dict(spec: StudySpec) -> dict[str, Any]:

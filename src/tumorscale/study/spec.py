@@ -12,7 +12,8 @@
     study_seed: 0                        # draws the in-distribution test split, once
     id_test: {name: id, fraction: 0.1}   # or {count: 300} or {cases: [BDMAP_..., ...]}
     ood_tests: {panorama: /data/PANORAMA_atlas}
-    healthy_pool: auto                   # or a list of case ids
+    healthy_pool: auto                   # or a list of case ids; hosts are confirmed controls
+    allow_unknown_hosts: false           # true: also hosts of unknown tumor status (no lesion file)
     compute: {policy: scaled, per_real_case: 100, min_iterations: 25000}  # or {policy: fixed,
                                                                           #     iterations: 250000}
     train: {model.network: M, patch_size: [96, 96, 96]}     # TrainConfig `section.key` → value
@@ -99,7 +100,8 @@ class StudySpec:
     study_seed: int = 0
     id_test: TestSplit = field(default_factory=lambda: TestSplit(fraction=0.2))
     ood_tests: Mapping[str, Path] = field(default_factory=dict)
-    healthy_pool: tuple[str, ...] | None = None  # None: every case with no known tumor
+    healthy_pool: tuple[str, ...] | None = None  # None: every case with a study organ control
+    allow_unknown_hosts: bool = False  # also host in organs of unknown status (no lesion file)
     compute: ComputePolicy = field(default_factory=ComputePolicy)
     train: Mapping[str, Any] = field(default_factory=dict)
     predict: Mapping[str, Any] = field(default_factory=dict)
@@ -214,6 +216,12 @@ def _compute(value: Any) -> ComputePolicy:
     return policy
 
 
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise StudySpecError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
 def _mapping(value: Any, key: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -242,6 +250,9 @@ def _check_train(train: Mapping[str, Any], organs: tuple[str, ...]) -> None:
     owned = {"out", "organs", "seed", "epochs", "iterations_per_epoch", "data.root", "data.cache",
              "data.real_cases", "data.healthy_cases", "data.validation_cases",
              "synthesis.on_the_fly", "synthesis.ratio", "data.synthetic"}  # fmt: skip
+    if "data.allow_unknown_hosts" in train:
+        raise StudySpecError("train: data.allow_unknown_hosts is set by the study's "
+                             "allow_unknown_hosts key")
     taken = sorted(set(train) & owned)
     if taken:
         raise StudySpecError(f"train: {taken} are set by the study for each run")
@@ -291,6 +302,7 @@ def parse_study(values: Mapping[str, Any], base: Path) -> StudySpec:
         id_test=_test_split(values.get("id_test", {"fraction": 0.2})),
         ood_tests=_ood(values.get("ood_tests"), base),
         healthy_pool=tuple(str(c) for c in healthy) if isinstance(healthy, list) else None,
+        allow_unknown_hosts=_flag(values.get("allow_unknown_hosts", False), "allow_unknown_hosts"),
         compute=_compute(values.get("compute", {"policy": "fixed"})),
         train=_mapping(values.get("train"), "train"),
         predict=_mapping(values.get("predict"), "predict"),

@@ -7,25 +7,23 @@ only randomness is `np.random.default_rng([params.seed, stream])`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tumorscale.io import Volume
 from tumorscale.sizes import equivalent_diameter_mm
-from tumorscale.synth import shape as parenchymal
+from tumorscale.synth import shape as ellipsoid
+from tumorscale.synth.families import family_of
+from tumorscale.synth.host import organ_mask_names
 from tumorscale.synth.intensity import paint_tumor
 from tumorscale.synth.mass_effect import push_image, push_mask, radial_push
-from tumorscale.synth.params import organ_mask_names
 from tumorscale.synth.profiles import HOLLOW_ORGANS, PROFILES
-from tumorscale.synth.types import Crop, CropContext, ShapeBuilder, TumorParams, TumorRecord
+from tumorscale.synth.reference import reference_median_hu
+from tumorscale.synth.types import Crop, CropContext, TumorParams, TumorRecord
 
 TUMOR_KEY = "\0tumors"  # previous tumors of this call: avoided and pushed like any mask
-HOLLOW_WALL_FLOOR_HU = -300.0  # hollow organs: the wall (reference region) is above this
-_REFERENCE_RADIUS_MM = 40.0  # the organ median is taken within this box around the tumor
-_REFERENCE_POINTS = 60_000
-_HOLLOW_REFERENCE_RADIUS_MM = 20.0  # the wall split needs full resolution: a smaller box
 
 
 @dataclass
@@ -48,8 +46,13 @@ class Scene:
         in_place = not copy and ct.array.flags.writeable
         self.ct = ct.array if in_place else np.array(ct.array, copy=True)
         self.masks: dict[str, np.ndarray] = dict(masks)
+        # Masks that are not numpy arrays (e.g. decoded on demand) are read-only: copied on write.
         self._owned: set[str] = (
-            set() if copy else {n for n, a in self.masks.items() if a.flags.writeable}
+            set()
+            if copy
+            else {
+                n for n, a in self.masks.items() if isinstance(a, np.ndarray) and a.flags.writeable
+            }
         )
         self.tumor = np.zeros(ct.shape, dtype=np.uint8)
         strided = ct.array[::4, ::4, ::4]
@@ -68,7 +71,7 @@ class Scene:
     def result(self, records: list[TumorRecord]) -> SynthesisResult:
         masks = {}
         for name, array in self.masks.items():
-            if name in self._owned:
+            if name in self._owned or not isinstance(array, np.ndarray):
                 masks[name] = array
             else:  # untouched: a read-only view, so the caller's input stays untouched
                 view = array.view()
@@ -77,71 +80,17 @@ class Scene:
         return SynthesisResult(self.volume, masks, self.tumor, records)
 
 
-def _dispatch(params: TumorParams) -> tuple[ShapeBuilder, Callable[[TumorParams], float]]:
-    """The shape builder and crop radius of a record's organ."""
-    if params.organ in PROFILES:
-        return parenchymal.build_parenchymal_shape, parenchymal.crop_radius_mm
-    if params.organ in HOLLOW_ORGANS:
-        from tumorscale.synth.hollow import build_hollow_shape, hollow_crop_radius_mm
-
-        return build_hollow_shape, hollow_crop_radius_mm
-    if params.organ == "uterus":
-        from tumorscale.synth.uterus import build_uterus_shape, uterus_crop_radius_mm
-
-        return build_uterus_shape, uterus_crop_radius_mm
-    raise ValueError(f"no tumor shape for organ {params.organ!r}")
-
-
 def _push_radius_mm(params: TumorParams) -> float:
     if params.mass_effect <= 0:
         return 0.0
-    r_max = parenchymal.radius_mm(params) * max(params.semi_axis_scale)
-    extent = params.mass_effect_extent * (r_max + parenchymal.ELASTIC_CLIP * params.elastic_mm)
+    r_max = ellipsoid.radius_mm(params) * max(params.semi_axis_scale)
+    extent = params.mass_effect_extent * (r_max + ellipsoid.ELASTIC_CLIP * params.elastic_mm)
     return extent + 1.0
 
 
 def crop_radius_for(params: TumorParams) -> float:
     """Half-size (mm) of the crop a record is applied in: nothing outside it ever changes."""
-    return max(_dispatch(params)[1](params), _push_radius_mm(params))
-
-
-def reference_median_hu(
-    ct: np.ndarray, organ_parts: list[np.ndarray], center_mm: tuple[float, ...], radius_mm: float,
-    affine: np.ndarray, hollow: bool, tumors: np.ndarray | None = None,
-) -> float:
-    """Median HU of the organ within a box around the tumor (hollow organs: their wall),
-    leaving out `tumors` already inserted."""
-    if hollow:
-        return _wall_median_hu(ct, organ_parts[0], center_mm, radius_mm, affine, tumors)
-    box = Crop.around(np.asarray(center_mm), max(_REFERENCE_RADIUS_MM, radius_mm), ct.shape, affine)
-    step = max(1, int(np.ceil((np.prod(box.shape) / _REFERENCE_POINTS) ** (1 / 3))))
-    strided = tuple(slice(s.start, s.stop, step) for s in box.slices)
-    organ = np.zeros(tuple(len(range(s.start, s.stop, step)) for s in box.slices), dtype=bool)
-    for part in organ_parts:
-        organ |= part[strided] > 0
-    if tumors is not None:
-        organ &= tumors[strided] == 0
-    values = ct[strided][organ].astype(np.float32)
-    return float(np.median(values)) if values.size else float("nan")
-
-
-def _wall_median_hu(
-    ct: np.ndarray, organ: np.ndarray, center_mm: tuple[float, ...], radius_mm: float,
-    affine: np.ndarray, tumors: np.ndarray | None,
-) -> float:
-    """Median HU of a hollow organ's wall (hollow.py's wall / lumen split) around the tumor."""
-    from tumorscale.synth.hollow import split_wall_lumen
-
-    box = Crop.around(np.asarray(center_mm), max(_HOLLOW_REFERENCE_RADIUS_MM, radius_mm),
-                      ct.shape, affine)
-    ct_box = ct[box.slices].astype(np.float32)
-    organ_box = organ[box.slices] > 0
-    wall, _ = split_wall_lumen(ct_box, organ_box, box.spacing_mm)
-    healthy = np.ones_like(organ_box) if tumors is None else tumors[box.slices] == 0
-    values = ct_box[wall & healthy]
-    if values.size < 10:  # no wall shell found: any non-air organ voxel
-        values = ct_box[organ_box & healthy & (ct_box > HOLLOW_WALL_FLOOR_HU)]
-    return float(np.median(values)) if values.size else float("nan")
+    return max(family_of(params).crop_radius_mm(params), _push_radius_mm(params))
 
 
 def apply_in_scene(params: TumorParams, scene: Scene) -> TumorRecord:
@@ -150,14 +99,11 @@ def apply_in_scene(params: TumorParams, scene: Scene) -> TumorRecord:
     names = organ_mask_names(organ, scene.masks)
     if not names:
         return TumorRecord(params, organ, skipped=f"no {organ} mask")
-    try:
-        builder = _dispatch(params)[0]
-    except ImportError as error:  # the hollow / uterus module is not installed
-        return TumorRecord(params, organ, skipped=f"no shape builder for {organ}: {error}")
+    builder = family_of(params).shape
     radius = crop_radius_for(params)
     affine = np.asarray(scene.source.affine)
     if organ in PROFILES:  # the ellipsoid's own box: tighter than the cube of its radius
-        crop = parenchymal.ellipsoid_crop(params, scene.ct.shape, affine)
+        crop = ellipsoid.ellipsoid_crop(params, scene.ct.shape, affine)
     else:
         crop = Crop.around(np.asarray(params.center_mm), radius, scene.ct.shape, affine)
     if min(crop.shape) <= 0:
@@ -183,9 +129,9 @@ def apply_in_scene(params: TumorParams, scene: Scene) -> TumorRecord:
 
     # Mass effect: neighbours are pushed (CT linear, masks nearest), then the tumor goes on top.
     rho = tumor_shape.normalised_radius
-    if rho is None:
-        rho = parenchymal.ellipsoid_frame(params, crop)[0]
-    centre = parenchymal.center_voxel(params, affine) - np.asarray(crop.start)
+    if rho is None and params.mass_effect > 0:  # no push: the radius is not needed
+        rho = ellipsoid.ellipsoid_frame(params, crop)[0]
+    centre = ellipsoid.center_voxel(params, affine) - np.asarray(crop.start)
     push = radial_push(rho, centre, params.mass_effect, params.mass_effect_extent)
     pushed, changed = {}, set()
     for name in [*names, *others]:
@@ -203,7 +149,7 @@ def apply_in_scene(params: TumorParams, scene: Scene) -> TumorRecord:
     if growth is not None:
         allowed |= growth
     if params.exophytic:
-        allowed |= pushed_ct > parenchymal.AIR_HU
+        allowed |= pushed_ct > ellipsoid.AIR_HU
     allowed &= ~forbidden_pushed
     occupancy = np.multiply(tumor_shape.occupancy, allowed, dtype=np.float32)
     tumor = occupancy >= 0.5

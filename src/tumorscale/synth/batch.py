@@ -158,8 +158,8 @@ def _flat_params(params: TumorParams) -> dict[str, object]:
             row[name] = float(params.semi_axis_scale[int(name[-1]) - 1])
         elif name.startswith("rotation_"):
             row[name] = float(params.rotation[3 * (int(name[-2]) - 1) + int(name[-1]) - 1])
-        elif name == "extra":
-            row[name] = json.dumps(data["extra"], sort_keys=True)
+        elif name == "geometry":
+            row[name] = json.dumps(data["geometry"], sort_keys=True)
         else:
             row[name] = data[name]
     return row
@@ -195,10 +195,10 @@ def params_from_row(row: dict[str, object]) -> TumorParams:
             data[name] = tuple(number(f"semi_axis_scale_{i}") for i in (1, 2, 3))
         elif name == "rotation":
             data[name] = tuple(number(f"rotation_{r}{c}") for r in (1, 2, 3) for c in (1, 2, 3))
-        elif name == "extra":
-            value = row[name]
-            data[name] = json.loads(value) if isinstance(value, str) else (value or {})
-        elif name in ("kind", "size_class"):
+        elif name == "geometry":
+            value = row.get(name)
+            data[name] = json.loads(value) if isinstance(value, str) and value else value
+        elif name in ("kind", "size_class", "phase"):
             data[name] = str(row[name])
         elif name == "seed":
             data[name] = int(float(row[name]))  # type: ignore[arg-type]

@@ -56,11 +56,16 @@ def mask_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def crop_to_mask(
-    mask: np.ndarray, affine: np.ndarray, margin_mm: float
+    mask: np.ndarray,
+    affine: np.ndarray,
+    margin_mm: float,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[tuple[slice, ...], np.ndarray] | None:
     """The box around a mask's voxels plus `margin_mm` (clipped to the volume) and the affine of
-    that box (its voxel (0, 0, 0) at the box start); None if the mask is empty."""
-    bounds = mask_bounds(mask)
+    that box (its voxel (0, 0, 0) at the box start); None if the mask is empty. `bounds`: the
+    mask's `mask_bounds` when already known."""
+    if bounds is None:
+        bounds = mask_bounds(mask)
     if bounds is None:
         return None
     margin = np.ceil(margin_mm / spacing_of_affine(affine)).astype(int)
@@ -128,13 +133,14 @@ class OrganCloud:
             return
         low, high = bounds
         whole = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
-        mask = np.asarray(organ_mask)[whole].astype(bool)  # only the organ's box is converted
+        mask = np.asarray(organ_mask)[whole]
         self.count = int(np.count_nonzero(mask))
         low = np.asarray(low)
         # depth on a grid of >= ~1.6 mm (fine scans are strided: 4-8x less distance transform)
         grid = np.maximum(1, np.rint(COARSE_GRID_MM / spacing)).astype(int)
         box = tuple(slice(0, b - a, g) for a, b, g in zip(low, high, grid, strict=True))
-        padded = np.pad(mask[box], 1)  # the volume border is organ surface for depth purposes
+        coarse_mask = mask[box].astype(bool)  # strided before converting: a few % of the box
+        padded = np.pad(coarse_mask, 1)  # the volume border is organ surface for depth purposes
         box_depth = depth_mm(padded, spacing * grid)[1:-1, 1:-1, 1:-1]
         coarse = np.argwhere(box_depth > 0)
         stride = max(1, math.ceil((len(coarse) / max_points) ** (1 / 3)))
@@ -245,6 +251,8 @@ def transported_frames(
     return tangents, us, np.cross(tangents, us)
 
 
+_BRUTE_SEGMENTS = 32  # up to this many segments (measured) blocks of all of them beat the tiles
+_BRUTE_BLOCK = 8192
 _TILE_MM = 12.0  # points are grouped in tiles this size; each tile checks the segments near it
 
 
@@ -254,13 +262,15 @@ def _nearest_segments(
     starts: np.ndarray,
     lengths: np.ndarray,
     max_distance: float = math.inf,
+    wanted: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per point: index of its nearest polyline segment (the end segments extended outward), the
     clamped position along it (mm), and whether it was solved: points farther than
     `max_distance` from the polyline may be left out (False; their index and position are 0).
     Points are handled in spatial tiles, each against the segments that can hold its nearest
     point (a bounding-box test: the others are farther than some vertex is from every point of
-    the tile, or than `max_distance`), so the work is not points x segments."""
+    the tile, or than `max_distance`), so the work is not points x segments. A tile whose candidate
+    segments are all outside `wanted` (bool per segment) is left out as well."""
     count, segments = len(local), len(lengths)
     start_along = np.einsum("kj,kj->k", starts, tangents)
     start_norm2 = np.einsum("kj,kj->k", starts, starts)
@@ -281,8 +291,14 @@ def _nearest_segments(
         pick = np.argmin(radial2, axis=1)
         return columns[pick], clamped[np.arange(len(block)), pick]
 
-    if segments <= 3 or count < 2048:
-        return (*solve(local, np.arange(segments)), np.ones(count, bool))
+    if segments <= _BRUTE_SEGMENTS or count < 2048:  # few segments: blocks beat the tiles
+        nearest, position = np.empty(count, np.intp), np.empty(count, np.float64)
+        for first in range(0, count, _BRUTE_BLOCK):  # cache-sized (points x segments) arrays
+            last = first + _BRUTE_BLOCK
+            nearest[first:last], position[first:last] = solve(
+                local[first:last], np.arange(segments)
+            )
+        return nearest, position, np.ones(count, bool)
     ends = starts + tangents * lengths[:, None]
     vertices = np.concatenate([starts, ends[-1:]])
     rays = starts.copy(), ends.copy()  # the end segments as (long) rays outward
@@ -310,7 +326,7 @@ def _nearest_segments(
         upper = float(np.einsum("ij,ij->i", far, far).min())  # every point has a vertex this near
         gap = np.maximum(np.maximum(segment_low - block_high, block_low - segment_high), 0.0)
         keep = np.einsum("ij,ij->i", gap, gap) <= min(upper, limit2) * (1.0 + 1e-6) + 1e-6
-        if not keep.any():  # every point of the tile is farther than max_distance
+        if not keep.any() or (wanted is not None and not wanted[keep].any()):
             solved[first:last] = False
             continue
         block = ordered[first:last]
@@ -330,12 +346,14 @@ def polyline_coordinates(
     centre_index: int,
     reference: np.ndarray,
     max_rho_mm: float = math.inf,
+    s_range: tuple[float, float] = (-math.inf, math.inf),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For (N, 3) points: signed arc length from polyline[centre_index] along the polyline (mm),
     angle around it (rad, 0 along the transported `reference`) and distance from it (mm).
     Beyond the first and last vertex the arc length keeps growing along the end segments.
-    Points farther than `max_rho_mm` from the polyline get distance inf (and arc length and
-    angle 0), and cost less; every point within it is exact."""
+    Points farther than `max_rho_mm` from the polyline, or whose arc length is outside
+    `s_range`, get distance inf (and arc length and angle 0), and cost less; every other point
+    is exact."""
     tangents, us, vs = transported_frames(polyline, reference, centre_index)
     lengths = np.linalg.norm(np.diff(polyline, axis=0), axis=1)
     arc = np.concatenate([[0.0], np.cumsum(lengths)])
@@ -343,17 +361,27 @@ def polyline_coordinates(
     origin = polyline[centre_index]
     local = np.asarray(points_mm, np.float64) - origin  # small magnitudes: no float cancellation
     starts = polyline[:-1] - origin
-    nearest, t, solved = _nearest_segments(local, tangents, starts, lengths, max_rho_mm)
+    wanted = _segments_in_range(arc, s_range)
+    nearest, t, solved = _nearest_segments(local, tangents, starts, lengths, max_rho_mm, wanted)
     radial = local - starts[nearest] - t[:, None] * tangents[nearest]
     s = arc[:-1][nearest] + t
-    angle = np.arctan2(
-        np.einsum("ij,ij->i", radial, vs[nearest]), np.einsum("ij,ij->i", radial, us[nearest])
-    )
     rho = np.sqrt(np.einsum("ij,ij->i", radial, radial))
-    far = ~solved | (rho > max_rho_mm)  # (a pruned search is exact only within max_rho_mm)
-    if far.any():
-        s[far], angle[far], rho[far] = 0.0, 0.0, np.inf
+    # (a pruned search is exact only within max_rho_mm)
+    kept = solved & (rho <= max_rho_mm) & (s >= s_range[0]) & (s <= s_range[1])
+    angle = np.zeros(len(local), np.float64)
+    radial, segment = radial[kept], nearest[kept]  # the angle only where it is needed
+    angle[kept] = np.arctan2(
+        np.einsum("ij,ij->i", radial, vs[segment]), np.einsum("ij,ij->i", radial, us[segment])
+    )
+    s[~kept], rho[~kept] = 0.0, np.inf
     return s.astype(np.float32), angle.astype(np.float32), rho.astype(np.float32)
+
+
+def _segments_in_range(arc: np.ndarray, s_range: tuple[float, float]) -> np.ndarray:
+    """Per segment: whether its arc interval (the end segments extended) meets `s_range`."""
+    low, high = arc[:-1].copy(), arc[1:].copy()
+    low[0], high[-1] = -math.inf, math.inf
+    return (high >= s_range[0]) & (low <= s_range[1])
 
 
 def soft_occupancy(margin_mm: np.ndarray, sigma_mm: float) -> np.ndarray:

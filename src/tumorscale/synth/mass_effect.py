@@ -29,10 +29,11 @@ class Push:
 
 
 def radial_push(
-    normalised_radius: np.ndarray, center_in_crop: np.ndarray, strength: float, extent: float
+    normalised_radius: np.ndarray | None, center_in_crop: np.ndarray, strength: float,
+    extent: float,
 ) -> Push:
     """The push of a tumor whose boundary is `normalised_radius` == 1 (a crop-shaped array)."""
-    if strength <= 0 or extent <= 0:
+    if strength <= 0 or extent <= 0 or normalised_radius is None:
         return Push(np.zeros(0, np.int64), np.zeros((3, 0)), np.zeros(0, np.int64))
     flat = normalised_radius.reshape(-1)
     index = np.flatnonzero(flat < extent)

@@ -5,8 +5,8 @@ All sizes are equivalent diameters in mm; all contrasts are HU relative to the o
 the facts collected in `shared/reference/synthesis-notes.md`; section numbers below refer to it.
 Numbers marked [assumption] there are calibrated guesses to be tuned against real tumors (§9).
 
-Hollow organs (colon, esophagus) and the uterus have their own samplers in `hollow.py` and
-`uterus.py`; this module only names them.
+Hollow organs (colon, esophagus) and the uterus have their own profiles in `hollow.py` and
+`uterus.py`; this module only names them. Contrast ranges per scan phase: `phase_contrast.py`.
 """
 
 from __future__ import annotations
@@ -150,7 +150,3 @@ KIDNEY = OrganProfile(
 
 PROFILES: dict[str, OrganProfile] = {p.organ: p for p in (LIVER, PANCREAS, KIDNEY)}
 
-
-def kinds_of(organ: str) -> tuple[str, ...]:
-    """The tumor kinds a parenchymal organ's profile knows."""
-    return tuple(kind.name for kind in PROFILES[organ].kinds)

@@ -10,6 +10,12 @@ Features are defined in `tumorscale.synth.qa_features`. A tumor instance is a 26
 component of the union of an organ's lesion files; cases whose lesion files are empty (controls)
 add nothing. `count_in_case` is compared over cases (one value per case with tumors), the other
 features over tumors. The Wasserstein distance is in the feature's own unit (HU, mm, ratio).
+
+Voxel size: the one voxel-size dependent feature, edge_rise_mm, is measured on a common 1 mm
+isotropic grid (qa_features), so sets of different spacings are compared directly rather than
+per spacing group; sphericity and diameter are in mm from the true spacing. qa_features.csv
+gives each tumor's native `coarsest_spacing_mm`, and qa_summary.md notes the range per source,
+since a sharp edge still reads about the native slice spacing.
 """
 
 from __future__ import annotations
@@ -32,7 +38,12 @@ from tumorscale.io import (
     write_text_atomic,
 )
 from tumorscale.organs import TUMOR_ORGANS
-from tumorscale.synth.qa_features import FEATURES, TumorFeatures, tumor_features
+from tumorscale.synth.qa_features import (
+    COMMON_SPACING_MM,
+    FEATURES,
+    TumorFeatures,
+    tumor_features,
+)
 
 SOURCES: tuple[str, str] = ("synth", "reference")
 FEATURE_UNITS = {
@@ -154,9 +165,27 @@ def _format(value: object) -> str:
     return str(value)
 
 
+def spacing_note(rows: list[dict]) -> list[str]:
+    """Markdown lines on voxel size: the common grid of edge_rise_mm and the native slice
+    spacing of each source (the floor of that feature)."""
+    lines = [
+        f"Spacing: edge_rise_mm is measured after resampling each tumor's neighbourhood to "
+        f"{COMMON_SPACING_MM:g} mm isotropic; a sharp edge still reads about the native slice "
+        "spacing. Native coarsest voxel side (mm):",
+        "",
+    ]
+    for source in SOURCES:
+        values = np.asarray([row["coarsest_spacing_mm"] for row in rows
+                             if row["source"] == source], dtype=float)
+        text = (f"{_format(float(values.min()))}-{_format(float(values.max()))} "
+                f"(median {_format(float(np.median(values)))})") if values.size else "none"
+        lines.append(f"- {source}: {text}")
+    return [*lines, ""]
+
+
 def _markdown(
     summary: list[dict], organs: Sequence[str], failed: list[tuple[str, str, str]],
-    gaps: Sequence[str] = (),
+    gaps: Sequence[str] = (), rows: Sequence[dict] = (),
 ) -> str:
     lines = [
         "# Synthetic tumor realism (synth-qa)",
@@ -165,6 +194,8 @@ def _markdown(
         "unit (0 = identical). Features: tumorscale.synth.qa_features.",
         "",
     ]
+    if rows:
+        lines += spacing_note(list(rows))
     if gaps:
         lines += ["## Incomplete comparison", "", *[f"- {gap}" for gap in gaps], ""]
     for organ in organs:
@@ -269,7 +300,8 @@ def run_synth_qa(
     columns = ("source", "case_id", "organ", *FEATURE_COLUMNS)
     write_csv_atomic(out / "qa_features.csv", columns, rows, _format)
     write_csv_atomic(out / "qa_summary.csv", SUMMARY_COLUMNS, summary, _format)
-    write_text_atomic(out / "qa_summary.md", _markdown(summary, chosen, failed, report.gaps))
+    write_text_atomic(out / "qa_summary.md",
+                      _markdown(summary, chosen, failed, report.gaps, rows))
     report.files = [out / "qa_features.csv", out / "qa_summary.csv", out / "qa_summary.md"]
     for organ in chosen:
         report.files.append(plot_organ(rows, organ, out / f"qa_{organ}.png"))

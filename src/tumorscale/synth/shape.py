@@ -1,4 +1,4 @@
-"""Parenchymal tumor shape: a jittered, rotated ellipsoid with a smooth lobulated boundary.
+"""Ellipsoid tumor geometry: a jittered, rotated ellipsoid with a smooth lobulated boundary.
 
 The boundary is the zero level of a signed distance (mm) to the ellipsoid, displaced by a smooth
 random field whose amplitude grows with the tumor (SynTumor's size-scaled elastic deformation,
@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-from tumorscale.synth.profiles import PROFILES
 from tumorscale.synth.texture import smooth_random_field
-from tumorscale.synth.types import Crop, CropContext, TumorParams, TumorShape
+from tumorscale.synth.types import Crop, EllipsoidGeometry, TumorParams
 
 EDGE_CUTOFF = 4.0  # occupancy is exactly 0 / 1 beyond this many blur sigmas (untouched voxels)
 ELASTIC_CLIP = 2.5  # the lobulation field is clipped to +-2.5 SD (bounded extent)
@@ -22,13 +21,12 @@ SHAPE_STREAM, TEXTURE_STREAM, NOISE_STREAM = 1, 2, 3  # independent streams from
 AIR_HU = -400.0  # a bulging / exophytic tumor never grows into air or gas
 
 
-SHAPE_DIAMETER_KEY = "shape_diameter_mm"  # ellipsoid size when neighbours will cut the tumor
-
-
 def radius_mm(params: TumorParams) -> float:
     """Radius (mm) of the tumor's ellipsoid: the intended equivalent radius, or the larger one
     the sampler chose so that what survives the neighbours' cut has the intended size."""
-    return 0.5 * float(params.extra_value(SHAPE_DIAMETER_KEY, params.diameter_mm))
+    if isinstance(params.geometry, EllipsoidGeometry):
+        return 0.5 * float(params.geometry.shape_diameter_mm)
+    return 0.5 * float(params.diameter_mm)
 
 
 def reach_mm(params: TumorParams) -> float:
@@ -126,21 +124,3 @@ def soft_inside(sd_mm: np.ndarray, edge_mm: float) -> np.ndarray:
     band = np.flatnonzero(np.abs(flat) < np.float32(EDGE_CUTOFF * edge))
     weight.reshape(-1)[band] = ndtr(flat[band] / np.float32(-edge))
     return weight
-
-
-def build_parenchymal_shape(params: TumorParams, crop: Crop, ctx: CropContext) -> TumorShape:
-    """The `ShapeBuilder` of liver, pancreas and kidney tumors."""
-    sd, rho_t, ray = signed_distance_mm(params, crop)
-    occupancy = soft_inside(sd, params.edge_mm)
-    reach = sd < np.float32(EDGE_CUTOFF * max(params.edge_mm, 0.3))  # where occupancy > 0
-    necrosis = rim = growth = None
-    if params.necrosis_hu != 0 and params.necrosis_fraction > 0:
-        core_sd = (rho_t - np.float32(params.necrosis_fraction)) * ray
-        necrosis = soft_inside(core_sd, max(params.edge_mm, 1.5))
-    if params.rim_hu != 0 and params.rim_mm > 0:
-        # A shell from the boundary to `rim_mm` inside it (0.6 mm soft inner edge).
-        rim = soft_inside(-(sd + np.float32(params.rim_mm)), 0.6) * reach
-    profile = PROFILES.get(params.organ)
-    if profile is not None and profile.boundary == "bulge":
-        growth = (occupancy >= 0.5) & ~ctx.organ & ~ctx.forbidden & (ctx.ct > AIR_HU)
-    return TumorShape(occupancy, necrosis, rim, growth, normalised_radius=rho_t)

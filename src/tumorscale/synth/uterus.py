@@ -30,12 +30,14 @@ Each number, its value, and its source (§ = synthesis-notes section; [assumptio
 - outward growth: only into -300 HU .. organ median + 20 HU: fat, not bowel gas or enhancing
   organs [assumption].
 - size bins: small < 20, medium 20-50, large > 50 mm. The paper; tumorscale.sizes.
+
+The uterus' axes and cavity (`UterusAnatomy`) are prepared once per scan on the `OrganHost`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -53,71 +55,117 @@ from tumorscale.synth.centerline import (
     soft_occupancy,
     spacing_of_affine,
 )
-from tumorscale.synth.types import Crop, CropContext, TumorParams, TumorShape
+from tumorscale.synth.draws import pick_weighted, uniform
+from tumorscale.synth.host import OrganHost
+from tumorscale.synth.phase_contrast import contrast_for, draw_contrast, floor_hu_for
+from tumorscale.synth.types import (
+    Crop,
+    CropContext,
+    EndometrialGeometry,
+    FibroidGeometry,
+    NoRoom,
+    TumorFamily,
+    TumorParams,
+    TumorShape,
+)
 
+Range = tuple[float, float]
 UTERUS_KINDS = ("endometrial", "fibroid")
-FIBROID_LOCATIONS = ("intramural", "submucosal", "subserosal")  # extra "location" = index
+FIBROID_LOCATIONS = ("intramural", "submucosal", "subserosal")
 FIBROID_LOCATION_MIX = (0.5, 0.2, 0.3)
 MIN_UTERUS_MM3 = 3000.0
 AIR_HU = -300.0
 GROWTH_MAX_ABOVE_MEDIAN_HU = 20.0
 SIZE_CLASS_TO_BIN = {"small": "<20", "medium": "20-50", "large": ">50"}
-ENDOMETRIAL_DIAMETER_MM = {"small": (10.0, 19.0), "medium": (21.0, 46.0), "large": (52.0, 65.0)}
-FIBROID_DIAMETER_MM = {"small": (10.0, 19.0), "medium": (21.0, 48.0), "large": (52.0, 90.0)}
 # Sampling works on the uterus' box plus this margin: more than any tumor reaches outside it (a
 # subserosal fibroid centred on the surface: radius <= 45 x 1.26 x 0.95 mm, x 1.06 lobes = 57 mm).
 SAMPLING_MARGIN_MM = 64.0
+_ATTEMPTS = 4
 
 
-def _extra(**values: float) -> tuple[tuple[str, float], ...]:
-    return tuple(sorted((name, float(value)) for name, value in values.items()))
+@dataclass(frozen=True)
+class UterusKindProfile:
+    """One uterus tumor kind (numbers and sources: module docstring)."""
+
+    name: str
+    probability: float
+    diameter_mm: dict[str, Range]  # per size class
+    texture_sd_hu: Range
+    texture_grain_mm: float
+    edge_mm: Range
+    irregularity: Range
+
+
+PROFILES: dict[str, UterusKindProfile] = {
+    "endometrial": UterusKindProfile(
+        "endometrial",
+        0.5,
+        diameter_mm={"small": (10.0, 19.0), "medium": (21.0, 46.0), "large": (52.0, 65.0)},
+        texture_sd_hu=(6.0, 10.0),
+        texture_grain_mm=3.0,
+        edge_mm=(1.0, 2.0),
+        irregularity=(0.05, 0.15),
+    ),
+    "fibroid": UterusKindProfile(
+        "fibroid",
+        0.5,
+        diameter_mm={"small": (10.0, 19.0), "medium": (21.0, 48.0), "large": (52.0, 90.0)},
+        texture_sd_hu=(4.0, 8.0),
+        texture_grain_mm=2.0,
+        edge_mm=(0.5, 0.8),
+        irregularity=(0.0, 0.04),
+    ),
+}
 
 
 def _semi_axes(params: TumorParams) -> tuple[float, float, float]:
-    if params.kind == "fibroid":
-        radius = params.extra_value("radius_mm")
-        return radius, radius, radius
-    return (
-        params.extra_value("long_mm"),
-        params.extra_value("transverse_mm"),
-        params.extra_value("ap_mm"),
-    )
+    geometry = params.geometry
+    if isinstance(geometry, FibroidGeometry):
+        return geometry.radius_mm, geometry.radius_mm, geometry.radius_mm
+    if isinstance(geometry, EndometrialGeometry):
+        return geometry.long_mm, geometry.transverse_mm, geometry.ap_mm
+    raise ValueError(f"a uterus record needs an Endometrial- or FibroidGeometry; got {geometry!r}")
 
 
-def uterus_crop_radius_mm(params: TumorParams) -> float:
+def _extent_mm(params: TumorParams) -> float:
+    irregularity = getattr(params.geometry, "irregularity", 0.0)
+    return max(_semi_axes(params)) * (1.0 + irregularity * 1.5)
+
+
+def crop_radius_mm(params: TumorParams) -> float:
     """Half-size (mm) of a box around `params.center_mm` holding the tumor plus a 1.3 r margin."""
-    extent = max(_semi_axes(params)) * (1.0 + params.extra_value("irregularity", 0.0) * 1.5)
-    return float(extent * params.mass_effect_extent + 3.0 * params.edge_mm + 2.0)
+    return float(_extent_mm(params) * params.mass_effect_extent + 3.0 * params.edge_mm + 2.0)
 
 
-def build_uterus_shape(params: TumorParams, crop: Crop, ctx: CropContext) -> TumorShape:
+def max_reach_mm(organ: str, size_class: str) -> float:
+    """Upper bound (mm) of a record's reach: the largest semi-axis of the class (a subserosal
+    fibroid is drawn 1.2x larger), lobes, the 1.3 push margin and the blur."""
+    largest = max(0.5 * kind.diameter_mm[size_class][1] for kind in PROFILES.values())
+    semi = largest * 2.0 ** (1.0 / 3.0) * 0.95 * 1.25  # subserosal growth, elongated axes
+    return float(semi * (1.0 + 0.15 * 1.5) * 1.3 + 3.0 * 2.0 + 2.0)
+
+
+def build_shape(params: TumorParams, crop: Crop, ctx: CropContext) -> TumorShape:
     """Soft occupancy (and organ growth) of an endometrial mass or fibroid on `crop`; pure."""
-    if params.kind not in UTERUS_KINDS:
-        raise ValueError(
-            f"not a uterus tumor kind: {params.kind!r} (expected one of {UTERUS_KINDS})"
-        )
+    geometry = params.geometry
+    semi_axes = _semi_axes(params)
     organ = np.asarray(ctx.organ).astype(bool)
     forbidden = np.asarray(ctx.forbidden).astype(bool)
     frame = params.rotation_matrix  # rows: long axis, transverse, AP (the uterus PCA axes)
     local = (crop_points(crop) - np.asarray(params.center_mm, np.float32)) @ frame.T.astype(
         np.float32
     )
-    rng = np.random.default_rng(params.seed)
-    harmonics = smooth_bumps(rng)
-    irregularity = np.float32(params.extra_value("irregularity", 0.0))
+    harmonics = smooth_bumps(np.random.default_rng(params.seed))
+    irregularity = np.float32(geometry.irregularity)  # type: ignore[union-attr]
     lobes = 1.0 + irregularity * np.clip(direction_bump_field(local, harmonics), -1.5, 1.5)
-    semi_axes = _semi_axes(params)
     margin = ellipsoid_margin(local, semi_axes, lobes).reshape(crop.shape)
     scaled = local / np.asarray(semi_axes, np.float32)
     normalised_radius = (np.sqrt(np.einsum("ij,ij->i", scaled, scaled)) / lobes).reshape(crop.shape)
     occupancy = soft_occupancy(margin, params.edge_mm)
-    grows = (
-        params.kind == "endometrial"
-        or FIBROID_LOCATIONS[int(params.extra_value("location"))] == "subserosal"
-    )
+    grows = isinstance(geometry, EndometrialGeometry) or geometry.location == "subserosal"  # type: ignore[union-attr]
     if grows:  # bulge outward only into fat / soft tissue, never air or brighter organs / vessels
         ct = np.asarray(ctx.ct)
-        blocked = ~organ & ((ct < AIR_HU) | (ct > params.extra_value("growth_max_hu")))
+        blocked = ~organ & ((ct < AIR_HU) | (ct > geometry.growth_max_hu))  # type: ignore[union-attr]
     else:
         blocked = ~organ
     occupancy[forbidden | blocked] = 0.0
@@ -129,14 +177,20 @@ def build_uterus_shape(params: TumorParams, crop: Crop, ctx: CropContext) -> Tum
     )
 
 
-# ----------------------------------------------------------------------------- sampling
+# ----------------------------------------------------------------------------- anatomy
 
 
 class UterusAnatomy:
-    """The uterus' PCA frame, half-lengths along it (mm) and the cavity centre / medial axis."""
+    """The uterus' box (+ margin), PCA frame, half-lengths along it (mm), cavity centre / medial
+    axis and median HU; prepared once per scan."""
 
-    def __init__(self, organ_mask: np.ndarray, affine: np.ndarray):
-        self.cloud = OrganCloud(organ_mask, affine)
+    def __init__(
+        self, host: OrganHost, box: tuple[slice, ...], ct: Volume, organ_mask: np.ndarray
+    ) -> None:
+        self.host, self.start = host, tuple(b.start for b in box)
+        self.ct, self.mask, self.phase = ct, organ_mask, host.phase.phase
+        self.median_hu = float(np.median(np.asarray(ct.array)[organ_mask]))
+        self.cloud = OrganCloud(organ_mask, ct.affine)
         points, depth = self.cloud.points, self.cloud.depth
         self.centroid, self.axes, deviations = principal_axes(points)
         self.half_lengths = math.sqrt(5.0) * deviations  # a uniform ellipsoid has variance a^2/5
@@ -144,40 +198,100 @@ class UterusAnatomy:
         deep = depth >= 0.75 * self.max_depth
         self.cavity_centre = points[deep].mean(axis=0)
 
+    def forbidden(self, crop: tuple[slice, ...]) -> np.ndarray:
+        """The other structures (bool) on `crop`, a box of this anatomy's volume."""
+        return self.host.others_on(crop, self.start)
+
     def distance_to_medial_axis(self, points: np.ndarray) -> np.ndarray:
         offset = points - self.cavity_centre
         along = offset @ self.axes[0]
         return np.sqrt(np.maximum(np.einsum("ij,ij->i", offset, offset) - along**2, 0.0))
 
 
-def _measure(
-    params: TumorParams, ct: Volume, organ: np.ndarray, forbidden: np.ndarray | None
-) -> float:
+def anatomy(host: OrganHost) -> UterusAnatomy:
+    """The host's `UterusAnatomy`, prepared on first use; `NoRoom` when it has no usable uterus."""
+    return host.prepared("uterus", lambda: _prepare(host))
+
+
+def _prepare(host: OrganHost) -> UterusAnatomy:
+    if not host.names:
+        raise NoRoom("no uterus mask")
+    name = host.names[0]
+    found = crop_to_mask(host.masks[name], host.ct.affine, SAMPLING_MARGIN_MM)
+    if found is None:
+        raise NoRoom("uterus: organ mask too small (0 voxels, 0 mm3)")
+    box, box_affine = found
+    mask = np.asarray(host.masks[name])[box].astype(bool)
+    ct = Volume(np.asarray(host.ct.array)[box], box_affine)
+    organ_mm3 = float(mask.sum()) * float(np.prod(spacing_of_affine(ct.affine)))
+    if organ_mm3 < MIN_UTERUS_MM3:
+        raise NoRoom(
+            f"uterus: organ mask too small ({int(mask.sum())} voxels, {organ_mm3:.0f} mm3)"
+        )
+    return UterusAnatomy(host, box, ct, mask)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def _measure(params: TumorParams, found: UterusAnatomy) -> float:
     # only voxels with margin >= 0 count: within the lobed ellipsoid, so no mass-effect margin
     # (the crop that the pipeline builds on is larger; these voxels are the same there)
-    extent = max(_semi_axes(params)) * (1.0 + params.extra_value("irregularity", 0.0) * 1.5)
-    crop = Crop.around(np.asarray(params.center_mm), extent + 2.0, ct.shape, ct.affine)
-    blocked = (
-        np.zeros(crop.shape, bool)
-        if forbidden is None
-        else np.asarray(forbidden[crop.slices]).astype(bool)
-    )
+    ct = found.ct
+    crop = Crop.around(np.asarray(params.center_mm), _extent_mm(params) + 2.0, ct.shape, ct.affine)
     ctx = CropContext(
         ct=ct.array[crop.slices].astype(np.float32),
-        organ=organ[crop.slices],
-        forbidden=blocked,
+        organ=found.mask[crop.slices],
+        forbidden=found.forbidden(crop.slices),
         organ_median_hu=0.0,
     )
-    shape = build_uterus_shape(params, crop, ctx)
+    shape = build_shape(params, crop, ctx)
     return equivalent_diameter_of(shape.occupancy >= 0.5, np.asarray(crop.spacing_mm))
 
 
+def _common(
+    kind: UterusKindProfile,
+    rng: np.random.Generator,
+    size_class: str,
+    seed: int,
+    target: float,
+    centre: np.ndarray,
+    found: UterusAnatomy,
+) -> dict[str, object]:
+    """The record fields both kinds draw the same way (contrast for the scan's phase)."""
+    phase = found.phase
+    drawn = draw_contrast(
+        contrast_for("uterus", kind.name, phase),
+        found.median_hu,
+        floor_hu_for("uterus", kind.name),
+        rng,
+    )
+    return dict(
+        organ="uterus",
+        kind=kind.name,
+        seed=seed,
+        center_mm=tuple(float(v) for v in centre),
+        diameter_mm=target,
+        size_class=size_class,
+        rotation=tuple(float(v) for v in found.axes.reshape(-1)),
+        contrast_hu=drawn.applied_hu,
+        phase=phase.value,
+        floor_shift_hu=drawn.floor_shift_hu,
+        texture_sd_hu=uniform(rng, kind.texture_sd_hu),
+        texture_grain_mm=kind.texture_grain_mm,
+        edge_mm=uniform(rng, kind.edge_mm),
+        mass_effect=0.3,
+        mass_effect_extent=1.3,
+    )
+
+
 def _sample_endometrial(
-    rng: np.random.Generator, anatomy: UterusAnatomy, size_class: str, growth_max_hu: float
-) -> TumorParams | str:
-    target = rng.uniform(*ENDOMETRIAL_DIAMETER_MM[size_class])
+    rng: np.random.Generator, found: UterusAnatomy, size_class: str, seed: int
+) -> TumorParams:
+    kind = PROFILES["endometrial"]
+    target = uniform(rng, kind.diameter_mm[size_class])
     ratios = np.array([1.0, rng.uniform(0.55, 0.8), rng.uniform(0.3, 0.5)])
-    caps = anatomy.half_lengths * (1.0 if size_class == "large" else 0.85)
+    caps = found.half_lengths * (1.0 if size_class == "large" else 0.85)
     volume_factor = (target / 2.0) ** 3  # product of the semi-axes
     axes = ratios * (volume_factor / ratios.prod()) ** (1.0 / 3.0)
     for _ in range(4):  # clip to the uterus, give the rest to the axes with room
@@ -190,159 +304,127 @@ def _sample_endometrial(
         axes = np.where(free, clipped * missing ** (1.0 / free.sum()), clipped)
     axes = np.maximum(np.minimum(axes, caps), 3.0)
     if axes.prod() < 0.7 * volume_factor:
-        return f"uterus: too small for a {target:.0f} mm endometrial mass"
-    room = max(anatomy.half_lengths[0] - axes[0], 0.0)
-    centre = anatomy.cavity_centre + anatomy.axes[0] * rng.uniform(-0.3, 0.3) * room
+        raise NoRoom(f"uterus: too small for a {target:.0f} mm endometrial mass")
+    room = max(found.half_lengths[0] - axes[0], 0.0)
+    centre = found.cavity_centre + found.axes[0] * rng.uniform(-0.3, 0.3) * room
+    fields = _common(kind, rng, size_class, seed, target, centre, found)
+    geometry = EndometrialGeometry(
+        float(axes[0]),
+        float(axes[1]),
+        float(axes[2]),
+        uniform(rng, kind.irregularity),
+        found.median_hu + GROWTH_MAX_ABOVE_MEDIAN_HU,
+    )
     return TumorParams(
-        organ="uterus",
-        kind="endometrial",
-        seed=int(rng.integers(0, 2**31 - 1)),
-        center_mm=tuple(float(v) for v in centre),
-        diameter_mm=target,
-        size_class=size_class,
+        **fields,
+        geometry=geometry,  # type: ignore[arg-type]
         semi_axis_scale=tuple(float(v) for v in axes / axes.prod() ** (1 / 3)),
-        rotation=tuple(float(v) for v in anatomy.axes.reshape(-1)),
-        contrast_hu=float(rng.uniform(-60.0, -20.0)),
-        texture_sd_hu=float(rng.uniform(6.0, 10.0)),
-        texture_grain_mm=3.0,
-        edge_mm=float(rng.uniform(1.0, 2.0)),
-        mass_effect=0.3,
-        mass_effect_extent=1.3,
-        extra=_extra(
-            long_mm=axes[0],
-            transverse_mm=axes[1],
-            ap_mm=axes[2],
-            irregularity=rng.uniform(0.05, 0.15),
-            growth_max_hu=growth_max_hu,
-        ),
     )
 
 
-def _fibroid_candidates(anatomy: UterusAnatomy, location: str, radius: float) -> np.ndarray:
-    cloud = anatomy.cloud
-    axis_distance = anatomy.distance_to_medial_axis(cloud.points)
-    along = np.abs((cloud.points - anatomy.cavity_centre) @ anatomy.axes[0])
+def _fibroid_candidates(found: UterusAnatomy, location: str, radius: float) -> np.ndarray:
+    cloud = found.cloud
+    axis_distance = found.distance_to_medial_axis(cloud.points)
+    along = np.abs((cloud.points - found.cavity_centre) @ found.axes[0])
     if location == "intramural":  # deep enough to stay inside, off the cavity
         return (cloud.depth >= radius + 1.0) & (axis_distance >= 0.6 * radius + 3.0)
     if location == "submucosal":  # on the medial axis: bulges into the cavity
         return (
             (axis_distance <= max(0.35 * radius, 4.0))
-            & (along <= 0.5 * anatomy.half_lengths[0])
-            & (cloud.depth >= 0.6 * min(radius, anatomy.max_depth))
+            & (along <= 0.5 * found.half_lengths[0])
+            & (cloud.depth >= 0.6 * min(radius, found.max_depth))
         )
-    return cloud.depth <= min(0.35 * radius, 0.5 * anatomy.max_depth)  # subserosal: at the surface
+    return cloud.depth <= min(0.35 * radius, 0.5 * found.max_depth)  # subserosal: at the surface
 
 
 def _sample_fibroid(
     rng: np.random.Generator,
-    anatomy: UterusAnatomy,
+    found: UterusAnatomy,
     size_class: str,
-    growth_max_hu: float,
+    seed: int,
     location_name: str | None,
-) -> TumorParams | str:
-    target = rng.uniform(*FIBROID_DIAMETER_MM[size_class])
+) -> TumorParams:
+    kind = PROFILES["fibroid"]
+    target = uniform(rng, kind.diameter_mm[size_class])
     radius = 0.5 * target
     first = int(rng.choice(3, p=FIBROID_LOCATION_MIX))
     order = [first] + [i for i in (2, 0, 1) if i != first]  # fall back, subserosal first
     if location_name is not None:
         order = [FIBROID_LOCATIONS.index(location_name)]
     for location in order:
-        pick = np.flatnonzero(_fibroid_candidates(anatomy, FIBROID_LOCATIONS[location], radius))
+        pick = np.flatnonzero(_fibroid_candidates(found, FIBROID_LOCATIONS[location], radius))
         if pick.size:
             break
     else:
         where = "" if location_name is None else f" {location_name}"
-        return f"uterus: no position fits a {target:.0f} mm{where} fibroid"
-    centre = anatomy.cloud.points[int(rng.choice(pick))]
+        raise NoRoom(f"uterus: no position fits a {target:.0f} mm{where} fibroid")
+    centre = found.cloud.points[int(rng.choice(pick))]
     if FIBROID_LOCATIONS[location] == "subserosal":
         radius *= 2.0 ** (1.0 / 3.0) * 0.95  # about half of it is outside the uterus or cut
-    return TumorParams(
-        organ="uterus",
-        kind="fibroid",
-        seed=int(rng.integers(0, 2**31 - 1)),
-        center_mm=tuple(float(v) for v in centre),
-        diameter_mm=target,
-        size_class=size_class,
-        rotation=tuple(float(v) for v in anatomy.axes.reshape(-1)),
-        contrast_hu=float(rng.uniform(-10.0, 10.0)),
-        texture_sd_hu=float(rng.uniform(4.0, 8.0)),
-        texture_grain_mm=2.0,
-        edge_mm=float(rng.uniform(0.5, 0.8)),
-        mass_effect=0.3,
-        mass_effect_extent=1.3,
-        extra=_extra(
-            radius_mm=radius,
-            location=location,
-            irregularity=rng.uniform(0.0, 0.04),
-            growth_max_hu=growth_max_hu,
-        ),
+    fields = _common(kind, rng, size_class, seed, target, centre, found)
+    geometry = FibroidGeometry(
+        float(radius),
+        FIBROID_LOCATIONS[location],
+        uniform(rng, kind.irregularity),
+        found.median_hu + GROWTH_MAX_ABOVE_MEDIAN_HU,
     )
+    return TumorParams(**fields, geometry=geometry)  # type: ignore[arg-type]
 
 
-def sample_uterus_params(
+def sample(
+    host: OrganHost,
     rng: np.random.Generator,
-    ct: Volume,
-    organ_mask: np.ndarray,
     size_class: str,
-    kind: str | None = None,
-    forbidden: np.ndarray | None = None,
+    kind: str | None,
+    seed: int,
     fibroid_location: str | None = None,
-) -> TumorParams | str:
-    """Draw one uterus tumor record, or return why none fits (never raises on bad masks).
+) -> TumorParams:
+    """Draw one uterus tumor record, or raise `NoRoom`.
 
     `fibroid_location` (intramural / submucosal / subserosal) forces a fibroid's type; by default
     it is drawn from FIBROID_LOCATION_MIX, falling back to a type that fits the uterus.
-    `diameter_mm` is the equivalent diameter of the tumor as built here; pass `forbidden` (other
-    organs, bool on the CT grid) so that it counts the cut the pipeline will make."""
-    if size_class not in ENDOMETRIAL_DIAMETER_MM:
-        return f"uterus: unknown size class {size_class!r}"
-    if kind is not None and kind not in UTERUS_KINDS:
-        return f"uterus: unknown tumor kind {kind!r} (expected one of {UTERUS_KINDS})"
-    if fibroid_location is not None and (
-        fibroid_location not in FIBROID_LOCATIONS or kind == "endometrial"
-    ):
-        return (
-            f"uterus: fibroid location {fibroid_location!r} not one of {FIBROID_LOCATIONS} "
-            "(fibroids only)"
-        )
+    `diameter_mm` is the equivalent diameter of the tumor as built (other structures cut out)."""
     if fibroid_location is not None:
-        kind = "fibroid"
-    if np.shape(organ_mask) != ct.shape or (
-        forbidden is not None and np.shape(forbidden) != ct.shape
-    ):
-        return f"uterus: mask shape {np.shape(organ_mask)} does not match the CT {ct.shape}"
-    # Everything below works on the uterus' box (+ SAMPLING_MARGIN_MM): the record is in world
-    # mm, so it is the same as on the whole volume, without full-volume passes.
-    found = crop_to_mask(organ_mask, ct.affine, SAMPLING_MARGIN_MM)
-    if found is None:
-        return "uterus: organ mask too small (0 voxels, 0 mm3)"
-    box, box_affine = found
-    mask = np.asarray(organ_mask)[box].astype(bool)
-    ct = Volume(np.asarray(ct.array)[box], box_affine)
-    if forbidden is not None:
-        forbidden = np.asarray(forbidden)[box]
-    organ_mm3 = float(mask.sum()) * float(np.prod(spacing_of_affine(ct.affine)))
-    if organ_mm3 < MIN_UTERUS_MM3:
-        return f"uterus: organ mask too small ({int(mask.sum())} voxels, {organ_mm3:.0f} mm3)"
-    median = float(np.median(np.asarray(ct.array)[mask]))
-    anatomy = UterusAnatomy(mask, ct.affine)
-    if kind is None:
-        kind = UTERUS_KINDS[int(rng.random() < 0.5)]
-    reason = "no tumor fits"
-    for _attempt in range(4):
+        if fibroid_location not in FIBROID_LOCATIONS:
+            raise ValueError(
+                f"uterus: fibroid location {fibroid_location!r} not one of {FIBROID_LOCATIONS}"
+            )
         if kind == "endometrial":
-            params = _sample_endometrial(
-                rng, anatomy, size_class, median + GROWTH_MAX_ABOVE_MEDIAN_HU
-            )
-        else:
-            params = _sample_fibroid(
-                rng, anatomy, size_class, median + GROWTH_MAX_ABOVE_MEDIAN_HU, fibroid_location
-            )
-        if isinstance(params, str):
-            reason = params
+            raise ValueError("uterus: a fibroid location is for fibroids only, not endometrial")
+        kind = "fibroid"
+    found = anatomy(host)
+    chosen = pick_weighted(
+        UTERUS_KINDS,
+        [PROFILES[k].probability for k in UTERUS_KINDS],
+        rng,
+        kind,
+        "uterus tumor kind",
+    )
+    reason = "no tumor fits"
+    for attempt in range(_ATTEMPTS):
+        if attempt:  # a retry draws a new lobe pattern too, not only a new size and place
+            seed = int(rng.integers(2**31))
+        try:
+            if chosen == "endometrial":
+                params = _sample_endometrial(rng, found, size_class, seed)
+            else:
+                params = _sample_fibroid(rng, found, size_class, seed, fibroid_location)
+        except NoRoom as why:
+            reason = why.reason
             continue
-        achieved = _measure(params, ct, mask, forbidden)
+        achieved = _measure(params, found)
         if size_bin(achieved) == SIZE_CLASS_TO_BIN[size_class]:
             return replace(params, diameter_mm=float(achieved))
         reason = f"uterus: built {params.kind} of {achieved:.0f} mm, outside the {size_class} class"
-    return reason
+    raise NoRoom(reason)
+
+
+FAMILY = TumorFamily(
+    name="uterus",
+    organs=("uterus",),
+    kinds=UTERUS_KINDS,
+    sample=sample,
+    shape=build_shape,
+    crop_radius_mm=crop_radius_mm,
+    max_reach_mm=max_reach_mm,
+)

@@ -23,16 +23,19 @@ class DataConfig:
     """Where the scans are and which cases play which role (None: chosen from tumor status).
 
     real_cases: annotated scans (default: every case positive or control for a selected organ).
-    healthy_cases: hosts for synthetic tumors (default: cases with a selected organ and no known
-    tumor in it: controls and unknown status). validation_cases: held out (default: a
-    `validation_fraction` of the real cases, by seed). `synthetic` is an optional folder from
-    `tumorscale synth` whose cases count as real cases with (synthetic) annotations.
+    healthy_cases: hosts for synthetic tumors (default: cases with a selected organ that is a
+    confirmed control: lesion file present, all zero). allow_unknown_hosts: also host tumors in
+    organs of unknown status (no lesion file; an unannotated tumor may be there), listed or not.
+    validation_cases: held out (default: a `validation_fraction` of the real cases, by seed).
+    `synthetic` is an optional folder from `tumorscale synth` whose cases count as real cases
+    with (synthetic) annotations.
     """
 
     root: str = ""
     cache: str = ""
     real_cases: tuple[str, ...] | None = None
     healthy_cases: tuple[str, ...] | None = None
+    allow_unknown_hosts: bool = False
     validation_cases: tuple[str, ...] | None = None
     validation_fraction: float = 0.2
     synthetic: str = ""

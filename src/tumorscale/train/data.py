@@ -41,6 +41,7 @@ def pipeline_config(
         rank=distributed.rank,
         world_size=distributed.world_size,
         start_index=start_sample,
+        host_organs=roles.host_organs,
     )
 
 
