@@ -219,7 +219,13 @@ def median_ms(repeats: int, make: Callable[[int], Callable[[], object] | None]) 
     warm_up = make(WARM_UP_SEED)
     if warm_up is not None:
         warm_up()
-    times = [timed(run) for seed in range(repeats) if (run := make(seed)) is not None]
+    del warm_up  # its private copies of the volume are freed before the next are made
+    times = []
+    for seed in range(repeats):
+        run = make(seed)
+        if run is not None:
+            times.append(timed(run))
+        del run  # one set of private copies at a time (each holds the CT and every mask)
     return statistics.median(times) if times else float("nan")
 
 

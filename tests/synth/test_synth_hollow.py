@@ -429,8 +429,8 @@ def test_hollow_records_carry_the_scans_phase(phantom, kind) -> None:
     from tumorscale.synth.phase_contrast import contrast_for
 
     ct, masks = phantom
-    host = Host(ct, masks)
-    host._phase = replaced(host.phase, phase=Phase.ARTERIAL)  # as if the scan were arterial
+    arterial = replaced(Host(ct, masks).phase, phase=Phase.ARTERIAL)  # as if it were arterial
+    host = Host(ct, masks, phase=arterial)
     params = sample_params("colon", ct, masks, np.random.default_rng(2), size_class="small",
                            kind=kind, host=host)
     assert params.phase == "arterial"

@@ -50,7 +50,7 @@ Each number, its value, and its source (§ = synthesis-notes section; [assumptio
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -67,7 +67,8 @@ from tumorscale.synth.centerline import (
     spacing_of_affine,
 )
 from tumorscale.synth.draws import uniform
-from tumorscale.synth.host import OrganHost
+from tumorscale.synth.host import OrganHost, union_of_others
+from tumorscale.synth.phase import Phase
 from tumorscale.synth.phase_contrast import contrast_for
 from tumorscale.synth.reference import LUMEN_AIR_HU, reference_median_hu, wall_median_hu
 from tumorscale.synth.types import Crop, CropContext, NoRoom, TumorParams, TumorShape
@@ -138,16 +139,18 @@ class HollowAnatomy:
     """A hollow organ prepared for sampling: its box (+ margin) as a small volume, the organ and
     the other structures on it, and the organ's mm point cloud (for the centreline)."""
 
-    host: OrganHost
     organ: str
+    phase: Phase  # of the scan: the tumor's target HU is drawn for it
     ct: Volume  # the box, world affine
     mask: np.ndarray  # bool organ on the box
     start: tuple[int, ...]  # the box's first voxel in the scan
     cloud: OrganCloud
+    masks: Mapping[str, np.ndarray]  # the scan's masks (the other structures are read from them)
+    names: tuple[str, ...]  # this organ's mask names
 
     def forbidden(self, crop: tuple[slice, ...]) -> np.ndarray:
         """The other structures (bool) on `crop`, a box of this anatomy's volume."""
-        return self.host.others_on(crop, self.start)
+        return union_of_others(self.masks, self.names, crop, self.start)
 
 
 def anatomy(host: OrganHost) -> HollowAnatomy:
@@ -175,7 +178,8 @@ def _prepare(host: OrganHost) -> HollowAnatomy:
     if not _has_wall(np.asarray(ct.array), mask):
         raise NoRoom(f"{organ}: no soft-tissue wall in the organ mask (all air)")
     start = tuple(b.start for b in box)
-    return HollowAnatomy(host, organ, ct, mask, start, OrganCloud(mask, ct.affine))
+    return HollowAnatomy(organ, host.phase.phase, ct, mask, start, OrganCloud(mask, ct.affine),
+                         host.masks, host.names)
 
 
 def _organ_snapshot(
@@ -240,9 +244,9 @@ def local_tube(
     return centre, tangent, max(radius, 2.0)
 
 
-def draw_target_hu(host: OrganHost, kind: str, rng: np.random.Generator) -> float:
+def draw_target_hu(organ: str, phase: Phase, kind: str, rng: np.random.Generator) -> float:
     """The tumor's absolute HU, drawn from its kind's range for the scan's phase."""
-    spec = contrast_for(host.organ, kind, host.phase.phase)
+    spec = contrast_for(organ, kind, phase)
     assert spec.absolute_hu is not None  # hollow kinds are absolute in every phase
     return uniform(rng, spec.absolute_hu)
 

@@ -32,38 +32,47 @@ def organ_mask_names(organ: str, masks: Mapping[str, np.ndarray]) -> tuple[str, 
     return whole or tuple(name for name in entry.mask_part_files if name in masks)
 
 
-class OrganHost:
-    """One organ of a prepared scan. `prepared(key, make)` memoises family-specific anatomy."""
+class _LazyPhase:
+    """A scan's contrast phase, estimated on first use (or given). Shared by a `Host` and its
+    `OrganHost`s, and nothing here points back at them: no reference cycles, so a scan's arrays
+    are freed as soon as the caller lets go of it (cycles wait for the garbage collector, and a
+    data loader or benchmark then holds gigabytes of old scans)."""
 
-    def __init__(self, scan: Host, organ: str) -> None:
-        self.scan = scan
+    def __init__(self, ct: Volume, masks: Mapping[str, np.ndarray], phase: PhaseEstimate | None):
+        self._ct, self._masks, self._phase = ct, masks, phase
+
+    def get(self) -> PhaseEstimate:
+        if self._phase is None:
+            medians = measure_host_hu(np.asarray(self._ct.array), self._masks)
+            self._phase = estimate_phase(
+                {k: v for k, v in medians.items() if k != "aorta"}, medians.get("aorta")
+            )
+            self._ct = self._masks = None  # type: ignore[assignment]
+        return self._phase
+
+
+class OrganHost:
+    """One organ of a prepared scan. `prepared(key, make)` memoises family-specific anatomy
+    (which must not keep a reference to this object: see `_LazyPhase`)."""
+
+    def __init__(
+        self, ct: Volume, masks: Mapping[str, np.ndarray], organ: str, phase: _LazyPhase
+    ) -> None:
+        self.ct = ct
+        self.masks = masks
         self.organ = organ
-        self.names = organ_mask_names(organ, scan.masks)
+        self.names = organ_mask_names(organ, masks)
+        self._phase = phase
         self._memo: dict[str, object] = {}
 
     @property
-    def ct(self) -> Volume:
-        return self.scan.ct
-
-    @property
-    def masks(self) -> Mapping[str, np.ndarray]:
-        return self.scan.masks
-
-    @property
     def phase(self) -> PhaseEstimate:
-        return self.scan.phase
+        return self._phase.get()
 
     def prepared(self, key: str, make: Callable[[], T]) -> T:
         if key not in self._memo:
             self._memo[key] = make()
         return self._memo[key]  # type: ignore[return-value]
-
-    def others_on(self, box: tuple[slice, ...], offset: tuple[int, ...] = (0, 0, 0)) -> np.ndarray:
-        """Union (bool) of every structure that is not this organ, on the voxel box `box`
-        (given relative to `offset`). Computed per call on small boxes only: a union over a whole
-        organ's box costs more than all the crops a tumor is built in."""
-        shifted = tuple(slice(b.start + o, b.stop + o) for b, o in zip(box, offset, strict=True))
-        return _union_of_others(self, shifted)
 
 
 class Host:
@@ -77,28 +86,30 @@ class Host:
         self.ct = ct
         self.masks = masks
         self._organs: dict[str, OrganHost] = {}
-        self._phase = phase
+        self._phase = _LazyPhase(ct, masks, phase)
 
     def organ(self, organ: str) -> OrganHost:
         if organ not in self._organs:
-            self._organs[organ] = OrganHost(self, organ)
+            self._organs[organ] = OrganHost(self.ct, self.masks, organ, self._phase)
         return self._organs[organ]
 
     @property
     def phase(self) -> PhaseEstimate:
         """The scan's contrast phase, estimated once from organ (and aorta) HU."""
-        if self._phase is None:
-            medians = measure_host_hu(np.asarray(self.ct.array), self.masks)
-            self._phase = estimate_phase(
-                {k: v for k, v in medians.items() if k != "aorta"}, medians.get("aorta")
-            )
-        return self._phase
+        return self._phase.get()
 
 
-def _union_of_others(host: OrganHost, box: tuple[slice, ...]) -> np.ndarray:
-    shape = tuple(len(range(*b.indices(n))) for b, n in zip(box, host.ct.shape, strict=True))
+def union_of_others(
+    masks: Mapping[str, np.ndarray], names: tuple[str, ...], box: tuple[slice, ...],
+    offset: tuple[int, ...] = (0, 0, 0),
+) -> np.ndarray:
+    """Union (bool) of every mask not in `names` on the voxel box `box`, given relative to
+    `offset`. Computed per call on small boxes only: a union over a whole organ's box costs
+    more than all the crops a tumor is built in."""
+    shifted = tuple(slice(b.start + o, b.stop + o) for b, o in zip(box, offset, strict=True))
+    shape = tuple(b.stop - b.start for b in shifted)
     union = np.zeros(shape, dtype=bool)
-    for name, array in host.masks.items():
-        if name not in host.names:
-            np.logical_or(union, array[box], out=union)  # in place: no temporary per mask
+    for name, array in masks.items():
+        if name not in names:
+            np.logical_or(union, array[shifted], out=union)  # in place: no temporary per mask
     return union

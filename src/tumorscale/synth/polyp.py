@@ -135,7 +135,7 @@ def sample(
             )
             continue
         inward = -frame[1]
-        target_hu = draw_target_hu(host, "polyp", rng)
+        target_hu = draw_target_hu("colon", found.phase, "polyp", rng)
         params = TumorParams(
             organ="colon",
             kind="polyp",
@@ -151,7 +151,7 @@ def sample(
             texture_grain_mm=2.5,
             edge_mm=uniform(rng, POLYP_EDGE_MM),
             mass_effect=0.0,
-            phase=host.phase.phase.value,
+            phase=found.phase.value,
             mass_effect_extent=1.3,
             geometry=PolypGeometry(
                 float(base), float(height), float(rng.uniform(0.0, 0.1)), float(radius), target_hu

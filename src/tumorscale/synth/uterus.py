@@ -56,7 +56,7 @@ from tumorscale.synth.centerline import (
     spacing_of_affine,
 )
 from tumorscale.synth.draws import pick_weighted, uniform
-from tumorscale.synth.host import OrganHost
+from tumorscale.synth.host import OrganHost, union_of_others
 from tumorscale.synth.phase_contrast import contrast_for, draw_contrast, floor_hu_for
 from tumorscale.synth.types import (
     Crop,
@@ -187,7 +187,9 @@ class UterusAnatomy:
     def __init__(
         self, host: OrganHost, box: tuple[slice, ...], ct: Volume, organ_mask: np.ndarray
     ) -> None:
-        self.host, self.start = host, tuple(b.start for b in box)
+        # what it needs of the host, not the host: it is memoised on it (no reference cycle)
+        self.masks, self.names = host.masks, host.names
+        self.start = tuple(b.start for b in box)
         self.ct, self.mask, self.phase = ct, organ_mask, host.phase.phase
         self.median_hu = float(np.median(np.asarray(ct.array)[organ_mask]))
         self.cloud = OrganCloud(organ_mask, ct.affine)
@@ -200,7 +202,7 @@ class UterusAnatomy:
 
     def forbidden(self, crop: tuple[slice, ...]) -> np.ndarray:
         """The other structures (bool) on `crop`, a box of this anatomy's volume."""
-        return self.host.others_on(crop, self.start)
+        return union_of_others(self.masks, self.names, crop, self.start)
 
     def distance_to_medial_axis(self, points: np.ndarray) -> np.ndarray:
         offset = points - self.cavity_centre

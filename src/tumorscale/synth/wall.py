@@ -394,7 +394,7 @@ def _sample_at(
     start = available[0] + rng.uniform(0.0, (available[1] - available[0]) - length)
     start_deg = rng.uniform(0.0, 360.0) if arc < 360 else 0.0
     irregularity = rng.uniform(0.03, 0.12)
-    target_hu = draw_target_hu(found.host, "wall_thickening", rng)
+    target_hu = draw_target_hu(found.organ, found.phase, "wall_thickening", rng)
     texture_sd, edge = uniform(rng, (6.0, 10.0)), uniform(rng, EDGE_MM)
     geometry = WallGeometry(
         polyline_mm=tuple(tuple(float(v) for v in point) for point in polyline),  # type: ignore[misc]
@@ -424,7 +424,7 @@ def _sample_at(
         texture_grain_mm=3.0,
         edge_mm=edge,
         mass_effect=0.0,
-        phase=found.host.phase.phase.value,
+        phase=found.phase.value,
         mass_effect_extent=1.3,
         geometry=geometry,
     )
