@@ -375,15 +375,16 @@ def synthesize_case(
     Returns the CT, the updated masks, one uint8 lesion mask per organ, and the records. Lesion
     masks of earlier organs ride along with the masks so a later tumor's mass effect moves them.
     """
-    from tumorscale.synth import insert_tumors
+    from tumorscale.synth import Host, insert_tumors
 
+    phase = Host(ct, masks).phase  # once per case, shared by every organ's tumors
     current = dict(masks)
     lesion_keys: dict[str, str] = {}
     records: list[TumorRecord] = []
     for organ in organs:
         rng = np.random.default_rng(case_seed_sequence(seed, source_id, k, organ))
         result = insert_tumors(
-            ct, current, organ, rng, count=tumors_per_organ, size_mix=tuple(size_mix)
+            ct, current, organ, rng, count=tumors_per_organ, size_mix=tuple(size_mix), phase=phase
         )
         ct, previous = result.ct, current
         current = dict(result.masks)
