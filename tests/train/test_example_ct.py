@@ -1,4 +1,5 @@
-"""`tumorscale train` on the real example CT: its organs host tumors synthesized on the fly."""
+"""`tumorscale train` on the real example CT: its organs host tumors synthesized on the fly once
+the user admits its unknown-status organs (it has no lesion files)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ def test_train_on_the_real_example_ct(example_cache, tmp_path):
     out = tmp_path / "run"
     config = tmp_path / "train.yaml"
     config.write_text("organs: [pancreas, liver, kidney, colon]\nmodel: {network: tiny}\n")
-    result = CliRunner().invoke(
-        app,
-        ["train", str(config), f"data.root={data}", f"out={out}", "patch_size=[48,48,48]",
-         "data.spacing_mm=[3,3,3]", "epochs=1", "iterations_per_epoch=8", "workers=0",
-         "data.validation_fraction=0", "-q"],
-    )
+    arguments = ["train", str(config), f"data.root={data}", f"out={out}", "patch_size=[48,48,48]",
+                 "data.spacing_mm=[3,3,3]", "epochs=1", "iterations_per_epoch=8", "workers=0",
+                 "data.validation_fraction=0", "-q"]
+    # Unknown status (no lesion file): not a host by default, and the error says how to opt in.
+    refused = CliRunner().invoke(app, arguments)
+    assert refused.exit_code == 2 and "data.allow_unknown_hosts=true" in refused.output
+    result = CliRunner().invoke(app, [*arguments, "data.allow_unknown_hosts=true"])
     assert result.exit_code == 0, result.output
     assert "8 iterations" in result.output
     assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 8
