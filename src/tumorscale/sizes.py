@@ -20,6 +20,16 @@ def equivalent_diameter_mm(volume_mm3: float | np.ndarray) -> float | np.ndarray
     return float(diameter) if np.ndim(diameter) == 0 else diameter
 
 
+# The synthesizer's size classes and the bin each one stands for.
+SIZE_CLASS_BINS: dict[str, str] = {"small": "<20", "medium": "20-50", "large": ">50"}
+
+
+def in_size_class(diameter_mm: float, size_class: str) -> bool:
+    """Whether a built tumor's equivalent diameter lies in its size class's bin (a tumor that
+    built nothing, 0 mm, has none)."""
+    return diameter_mm > 0 and size_bin(diameter_mm) == SIZE_CLASS_BINS[size_class]
+
+
 def size_bin(diameter_mm: float) -> str:
     """The size bin ('<20', '20-50', '>50') of an equivalent diameter; 50 mm itself is medium."""
     if diameter_mm < 0:

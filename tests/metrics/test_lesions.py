@@ -266,3 +266,11 @@ def test_line_shaped_arrays_with_several_lesions():
     line[0, 0, [1, 2, 5, 8]] = True
     match = match_lesions(line, line, (1.0, 1.0, 1.0))
     assert match.n_truth == 3 and match.recall == 1.0
+
+
+def test_size_classes_map_onto_the_papers_bins() -> None:
+    from tumorscale.sizes import in_size_class
+
+    assert in_size_class(19.9, "small") and not in_size_class(20.0, "small")
+    assert in_size_class(50.0, "medium") and in_size_class(50.1, "large")
+    assert not in_size_class(0.0, "small")  # a tumor that built nothing has no size class

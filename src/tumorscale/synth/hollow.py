@@ -56,7 +56,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from tumorscale.io import Volume
-from tumorscale.sizes import size_bin
 from tumorscale.synth.centerline import (
     OrganCloud,
     crop_to_mask,
@@ -73,7 +72,6 @@ from tumorscale.synth.phase_contrast import contrast_for
 from tumorscale.synth.reference import LUMEN_AIR_HU, reference_median_hu, wall_median_hu
 from tumorscale.synth.types import Crop, CropContext, NoRoom, TumorParams, TumorShape
 
-HOLLOW_ORGANS = ("colon", "esophagus")
 HOLLOW_KINDS = ("wall_thickening", "polyp")  # polyp: colon only
 
 LOCAL_WALL_RADIUS_MM = 40.0  # the wall median is measured this close to the tumor
@@ -84,7 +82,6 @@ END_MARGIN_MM = 12.0  # polyline beyond each segment end (taper + blur)
 # Sampling works on the organ's box plus this margin: more than any tumor reaches outside the
 # organ (outward growth <= 24 mm x 1.18 irregularity, + 5 blur sigmas = 36 mm).
 SAMPLING_MARGIN_MM = 45.0
-SIZE_CLASS_TO_BIN = {"small": "<20", "medium": "20-50", "large": ">50"}
 TARGET_DIAMETER_MM = {"small": (10.0, 19.0), "medium": (22.0, 46.0), "large": (53.0, 72.0)}
 EDGE_MM = (0.8, 1.5)  # wall thickening blur sigma
 POLYP_EDGE_MM = (0.6, 1.0)
@@ -303,11 +300,6 @@ def built_diameter_mm(
 
 def _steps_of(strided: tuple[slice, ...]) -> tuple[slice, ...]:
     return tuple(slice(None, None, s.step) for s in strided)
-
-
-def in_size_class(diameter_mm: float, size_class: str) -> bool:
-    """Whether a built tumor has a size of its class (a tumor that built nothing has none)."""
-    return diameter_mm > 0 and size_bin(diameter_mm) == SIZE_CLASS_TO_BIN[size_class]
 
 
 def finalise(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tumorscale.sizes import in_size_class
 from tumorscale.synth.centerline import (
     crop_points,
     direction_bump_field,
@@ -24,7 +25,6 @@ from tumorscale.synth.hollow import (
     built_diameter_mm,
     draw_target_hu,
     finalise,
-    in_size_class,
     local_tube,
     local_wall_median,
     occupancy_against_air,

@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from tumorscale.io import Volume
-from tumorscale.sizes import size_bin
+from tumorscale.sizes import in_size_class
 from tumorscale.synth.centerline import (
     OrganCloud,
     crop_points,
@@ -76,7 +76,6 @@ FIBROID_LOCATION_MIX = (0.5, 0.2, 0.3)
 MIN_UTERUS_MM3 = 3000.0
 AIR_HU = -300.0
 GROWTH_MAX_ABOVE_MEDIAN_HU = 20.0
-SIZE_CLASS_TO_BIN = {"small": "<20", "medium": "20-50", "large": ">50"}
 # Sampling works on the uterus' box plus this margin: more than any tumor reaches outside it (a
 # subserosal fibroid centred on the surface: radius <= 45 x 1.26 x 0.95 mm, x 1.06 lobes = 57 mm).
 SAMPLING_MARGIN_MM = 64.0
@@ -415,7 +414,7 @@ def sample(
             reason = why.reason
             continue
         achieved = _measure(params, found)
-        if size_bin(achieved) == SIZE_CLASS_TO_BIN[size_class]:
+        if in_size_class(achieved, size_class):
             return replace(params, diameter_mm=float(achieved))
         reason = f"uterus: built {params.kind} of {achieved:.0f} mm, outside the {size_class} class"
     raise NoRoom(reason)

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from tumorscale.sizes import in_size_class
 from tumorscale.synth.centerline import (
     OrganCloud,
     bump_field,
@@ -30,7 +31,6 @@ from tumorscale.synth.hollow import (
     EDGE_MM,
     END_MARGIN_MM,
     GROWTH_MAX_ABOVE_WALL_HU,
-    HOLLOW_ORGANS,
     PROFILES,
     TARGET_DIAMETER_MM,
     HollowAnatomy,
@@ -38,7 +38,6 @@ from tumorscale.synth.hollow import (
     built_diameter_mm,
     draw_target_hu,
     finalise,
-    in_size_class,
     local_tube,
     local_wall_median,
     occupancy_against_air,
@@ -46,6 +45,7 @@ from tumorscale.synth.hollow import (
     random_frame,
 )
 from tumorscale.synth.host import OrganHost
+from tumorscale.synth.profiles import HOLLOW_ORGANS
 from tumorscale.synth.reference import LUMEN_AIR_HU
 from tumorscale.synth.types import (
     Crop,
