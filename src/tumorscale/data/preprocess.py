@@ -55,12 +55,7 @@ from tumorscale.io import (
 )
 from tumorscale.io.fingerprint import Fingerprint
 from tumorscale.organs import TUMOR_ORGANS
-from tumorscale.synth.phase import (
-    HOST_STRUCTURES,
-    KIDNEY_PARTS,
-    estimate_phase,
-    measure_host_hu,
-)
+from tumorscale.synth.phase import HOST_STRUCTURES, KIDNEY_PARTS, estimate_scan_phase
 from tumorscale.workers import process_pool
 
 Progress = Callable[[str], None]
@@ -224,11 +219,7 @@ def contrast_phase_record(
     instead of measuring it on every patch region (`tumorscale.synth.phase`)."""
     masks = {name: BitMask(bits, structure_bit(name))
              for name in PHASE_STRUCTURES if counts.get(name)}
-    medians = measure_host_hu(hu, masks)
-    estimate = estimate_phase({k: v for k, v in medians.items() if k != "aorta"},
-                              medians.get("aorta"))
-    return {"phase": estimate.phase.value, "confident": estimate.confident,
-            "reason": estimate.reason}
+    return estimate_scan_phase(hu, masks).to_record()
 
 
 def preprocess_case(entry: CaseEntry, folder: Path, settings: PreprocessSettings) -> dict:

@@ -35,7 +35,7 @@ from tumorscale.synth import (
     insert_tumors,
     max_reach_mm,
 )
-from tumorscale.synth.phase import Phase, PhaseEstimate
+from tumorscale.synth.phase import PhaseEstimate
 
 
 @dataclass
@@ -131,9 +131,7 @@ def _case_phase(cache: PreprocessedCache, case_id: str) -> PhaseEstimate | None:
     """The contrast phase estimated on the whole case at preprocessing (None in caches made
     before it was recorded: the synthesizer then estimates it on the region)."""
     record = cache.case_meta(case_id).get("contrast_phase")
-    if not record:
-        return None
-    return PhaseEstimate(Phase(record["phase"]), str(record["reason"]), bool(record["confident"]))
+    return PhaseEstimate.from_record(record) if record else None
 
 
 def synthesize_patch(

@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from tumorscale.io import Volume
-from tumorscale.synth.phase import PhaseEstimate, estimate_phase, measure_host_hu
+from tumorscale.synth.phase import PhaseEstimate, estimate_scan_phase
 
 T = TypeVar("T")
 
@@ -43,10 +43,7 @@ class _LazyPhase:
 
     def get(self) -> PhaseEstimate:
         if self._phase is None:
-            medians = measure_host_hu(np.asarray(self._ct.array), self._masks)
-            self._phase = estimate_phase(
-                {k: v for k, v in medians.items() if k != "aorta"}, medians.get("aorta")
-            )
+            self._phase = estimate_scan_phase(np.asarray(self._ct.array), self._masks)
             self._ct = self._masks = None  # type: ignore[assignment]
         return self._phase
 

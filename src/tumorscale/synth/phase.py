@@ -91,6 +91,14 @@ class PhaseEstimate:
         """True when the phase is the portal-venous fallback of an ambiguous scan."""
         return not self.confident and self.phase is Phase.PORTAL_VENOUS
 
+    def to_record(self) -> dict[str, object]:
+        """JSON-ready form (what a preprocessed case's meta.json keeps)."""
+        return {"phase": self.phase.value, "confident": self.confident, "reason": self.reason}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> PhaseEstimate:
+        return cls(Phase(str(record["phase"])), str(record["reason"]), bool(record["confident"]))
+
 
 # ----------------------------------------------------------------------------- measuring
 
@@ -235,3 +243,9 @@ def estimate_phase(
         organ_medians_hu=organs,
         aorta_median_hu=aorta,
     )
+
+
+def estimate_scan_phase(ct: np.ndarray, masks: Mapping[str, np.ndarray]) -> PhaseEstimate:
+    """The phase of a scan from its CT (HU) and full-volume masks: `measure_host_hu`, then
+    `estimate_phase` (which takes the aorta from the medians)."""
+    return estimate_phase(measure_host_hu(ct, masks))
