@@ -184,7 +184,7 @@ def tumorscale_run(
     out = workdir / f"run_{name}"
     config = load_config(None, [
         f"out={out}", f"data.root={task.data}", f"data.cache={task.cache.root}",
-        f"data.spacing_mm=[{SPACING_MM},{SPACING_MM},{SPACING_MM}]", "organs=[liver]",
+        f"data.preprocessing.spacing_mm=[{SPACING_MM},{SPACING_MM},{SPACING_MM}]", "organs=[liver]",
         f"data.real_cases={json.dumps(task.train_ids)}",
         f"data.validation_cases={json.dumps(task.held_out)}",
         f"model.network={network}", f"model.overrides={json.dumps(overrides)}",

@@ -54,9 +54,9 @@ from scipy import ndimage  # noqa: E402
 from tumorscale.io import Volume  # noqa: E402
 from tumorscale.organs import ORGANS, TUMOR_ORGANS  # noqa: E402
 from tumorscale.phantom import PhantomOptions, generate_phantom  # noqa: E402
+from tumorscale.sizes import SIZE_CLASS_NAMES  # noqa: E402
 from tumorscale.synth import NoRoom, apply_tumor, insert_tumors, sample_params  # noqa: E402
 from tumorscale.synth.profiles import PARENCHYMAL_ORGANS, PROFILES  # noqa: E402
-from tumorscale.synth.types import SIZE_CLASSES  # noqa: E402
 
 try:
     from threadpoolctl import threadpool_limits
@@ -281,7 +281,7 @@ def main() -> None:
             median_ms(pairs, lambda seed, patch=patch, patch_label=patch_label: anchor_run(
                 patch, patch_label, texture, seed, (10.0, 10.0), count=0)),
         )
-        for size_class in SIZE_CLASSES:
+        for size_class in SIZE_CLASS_NAMES:
             mix = MIXES[size_class]
             diameters = anchor_diameter_range(organ, size_class)
             skipped: list[str] = []

@@ -1,4 +1,4 @@
-"""Terminal output for the CLI: progress bars on stderr, tables, and problem lists."""
+"""Terminal output for the CLI: progress bars on stderr, job reports, tables, problem lists."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tumorscale.atlas import DatasetSummary, Problem, Severity
+from tumorscale.jobs import JobReport
 
 # Progress and messages go to stderr so that --json output on stdout stays machine-readable.
 # No markup, emoji codes or highlighting: user text (paths, case ids, reasons) is printed as
@@ -50,6 +51,34 @@ def progress_bar(description: str, quiet: bool = False) -> Iterator[Callable[[in
             progress.update(task, completed=done, total=total)
 
         yield update
+
+
+SHOWN_EXCLUDED = 10  # excluded cases listed one by one; the rest are counted
+
+
+def changed_inputs(case_ids: list[str]) -> str:
+    """The line that says which finished cases were redone because their inputs changed."""
+    more = f" and {len(case_ids) - 5} more" if len(case_ids) > 5 else ""
+    shown = ", ".join(case_ids[:5]) + more
+    return f"{len(case_ids)} case(s) whose input changed since the last run: {shown}"
+
+
+def print_report(report: JobReport, summary: str) -> None:
+    """Print a batch job's report, the same way for every job: `summary` (what was made, where)
+    on stdout; on stderr the cases left out on purpose, the cases redone because their inputs
+    changed, warnings, and every failed case with its reason (which names the file)."""
+    stdout.print(summary, soft_wrap=True)
+    for case_id, reason in report.excluded[:SHOWN_EXCLUDED]:
+        stderr.print(tagged("excluded", "yellow", f"{case_id}: {reason}"), soft_wrap=True)
+    if len(report.excluded) > SHOWN_EXCLUDED:
+        more = len(report.excluded) - SHOWN_EXCLUDED
+        stderr.print(tagged("excluded", "yellow", f"{more} more case(s)"), soft_wrap=True)
+    if report.changed:
+        stderr.print(tagged("redone", "yellow", changed_inputs(report.changed)), soft_wrap=True)
+    for warning in report.warnings:
+        stderr.print(tagged("warning", "yellow", warning), soft_wrap=True)
+    for case_id, reason in report.failed:
+        stderr.print(tagged("failed", "red", f"{case_id}: {reason}"), soft_wrap=True)
 
 
 def summary_table(summary: DatasetSummary) -> Table:

@@ -104,13 +104,15 @@ def study_run(
     quiet: Quiet = False,
 ) -> None:
     """Train, predict and evaluate every unfinished run; rerun to resume after any crash."""
-    from tumorscale.study import run_study
+    from tumorscale.study import execute_study
 
     if executor not in ("local", "dask"):
         raise _fail(ValueError(f"--executor must be 'local' or 'dask', got {executor!r}"))
     try:
         with study_progress(quiet) as progress:
-            outcome = run_study(out, executor, scheduler, _gpus(gpus), workers, progress, processes)
+            outcome = execute_study(
+                out, executor, scheduler, _gpus(gpus), workers, progress, processes
+            )
     except (TumorscaleError, ValueError, RuntimeError) as error:
         raise _fail(error) from error
     done = len(outcome.outcomes) - len(outcome.failed)
@@ -135,12 +137,12 @@ def study_fit(
     real scans saved by synthetic data, saturation; extrapolated numbers are marked as such.
     """
     from tumorscale.study import collect_results
-    from tumorscale.study.fit import run_fit
+    from tumorscale.study.fit import fit_study_folder
 
     try:
         if not (out / "results" / "per_case.csv").exists():
             collect_results(out)
-        json_path, md_path = run_fit(out, n_bootstrap=bootstrap, seed=seed)
+        json_path, md_path = fit_study_folder(out, n_bootstrap=bootstrap, seed=seed)
     except (TumorscaleError, ValueError) as error:
         raise _fail(error) from error
     stdout.print(f"fits: {json_path}\nsummary: {md_path}", highlight=False, soft_wrap=True)
@@ -151,10 +153,10 @@ def study_report(
     out: Annotated[Path, typer.Argument(help="Study folder with fits (after `study fit`).")],
 ) -> None:
     """Write report/report.html (self-contained, opens offline), report.md and the figures."""
-    from tumorscale.study.report import run_report
+    from tumorscale.study.report import report_study_folder
 
     try:
-        paths = run_report(out)
+        paths = report_study_folder(out)
     except (TumorscaleError, ValueError) as error:
         raise _fail(error) from error
     stdout.print(f"report: {paths.html}", highlight=False, soft_wrap=True)

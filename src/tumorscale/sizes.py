@@ -1,17 +1,31 @@
-"""Tumor size conventions shared by every module: equivalent diameter and the paper's size bins."""
+"""Tumor sizes shared by every module: equivalent diameter and the paper's size classes."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-# Equivalent-diameter bins of the paper's size analysis: small, medium, large.
-SIZE_BINS_MM: tuple[tuple[str, float, float], ...] = (
-    ("<20", 0.0, 20.0),
-    ("20-50", 20.0, 50.0),
-    (">50", 50.0, math.inf),
+
+@dataclass(frozen=True)
+class SizeClass:
+    """One of the paper's tumor size classes (equivalent diameter in [min_mm, max_mm))."""
+
+    name: str  # what records, options and the synthesizer say: "small"
+    label: str  # how tables and reports print it, in mm: "<20"
+    min_mm: float
+    max_mm: float
+
+
+# The paper's size analysis: small < 20 mm, medium 20-50 mm (50 itself included), large > 50 mm.
+SIZE_CLASSES: tuple[SizeClass, ...] = (
+    SizeClass("small", "<20", 0.0, 20.0),
+    SizeClass("medium", "20-50", 20.0, 50.0),
+    SizeClass("large", ">50", 50.0, math.inf),
 )
+SIZE_CLASS_NAMES: tuple[str, ...] = tuple(size.name for size in SIZE_CLASSES)
+SIZE_CLASS_LABELS: tuple[str, ...] = tuple(size.label for size in SIZE_CLASSES)
 
 
 def equivalent_diameter_mm(volume_mm3: float | np.ndarray) -> float | np.ndarray:
@@ -20,21 +34,20 @@ def equivalent_diameter_mm(volume_mm3: float | np.ndarray) -> float | np.ndarray
     return float(diameter) if np.ndim(diameter) == 0 else diameter
 
 
-# The synthesizer's size classes and the bin each one stands for.
-SIZE_CLASS_BINS: dict[str, str] = {"small": "<20", "medium": "20-50", "large": ">50"}
+def size_class_of(diameter_mm: float) -> SizeClass:
+    """The size class of an equivalent diameter; 50 mm itself is medium."""
+    if diameter_mm < 0:
+        raise ValueError(f"diameter must be >= 0 mm, got {diameter_mm}")
+    for size in SIZE_CLASSES:
+        if size.min_mm <= diameter_mm < size.max_mm or diameter_mm == size.max_mm == 50.0:
+            return size
+    raise ValueError(f"diameter must be finite, got {diameter_mm}")
 
 
 def in_size_class(diameter_mm: float, size_class: str) -> bool:
-    """Whether a built tumor's equivalent diameter lies in its size class's bin (a tumor that
+    """Whether a built tumor's equivalent diameter lies in the named size class (a tumor that
     built nothing, 0 mm, has none)."""
-    return diameter_mm > 0 and size_bin(diameter_mm) == SIZE_CLASS_BINS[size_class]
-
-
-def size_bin(diameter_mm: float) -> str:
-    """The size bin ('<20', '20-50', '>50') of an equivalent diameter; 50 mm itself is medium."""
-    if diameter_mm < 0:
-        raise ValueError(f"diameter must be >= 0 mm, got {diameter_mm}")
-    for name, low, high in SIZE_BINS_MM:
-        if low <= diameter_mm < high or diameter_mm == high == 50.0:
-            return name
-    raise ValueError(f"diameter must be finite, got {diameter_mm}")
+    if size_class not in SIZE_CLASS_NAMES:
+        names = ", ".join(SIZE_CLASS_NAMES)
+        raise ValueError(f"size class must be one of {names}; got {size_class!r}")
+    return diameter_mm > 0 and size_class_of(diameter_mm).name == size_class

@@ -17,7 +17,7 @@ from tumorscale.atlas import (
     equivalent_diameter_mm,
     index_dataset,
     lesion_stats,
-    size_bin,
+    size_class_of,
     summarize,
 )
 from tumorscale.atlas import lesions as lesions_module
@@ -234,8 +234,8 @@ def test_summary_counts_by_organ_and_size(tmp_path: Path, make_case: CaseMaker) 
     ("diameter", "name"),
     [(0.5, "<20"), (19.99, "<20"), (20.0, "20-50"), (50.0, "20-50"), (50.01, ">50")],
 )
-def test_size_bins(diameter: float, name: str) -> None:
-    assert size_bin(diameter) == name
+def test_size_classes(diameter: float, name: str) -> None:
+    assert size_class_of(diameter).label == name
 
 
 def test_an_all_zero_organ_mask_is_no_organ(tmp_path: Path, make_case: CaseMaker) -> None:

@@ -97,12 +97,12 @@ def test_dataset_example_then_info(tmp_path: Path, example_cache: Path) -> None:
 def test_demo_accepts_a_relative_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`tumorscale demo` (default `./tumorscale-demo`) with a relative folder: the study file's
     data paths must not be resolved twice (they were: tumorscale-demo/tumorscale-demo/...)."""
-    from tumorscale.study.demo import run_demo
+    from tumorscale.study.demo import make_demo
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("tumorscale.study.demo.run_study", _stop_before_running)
+    monkeypatch.setattr("tumorscale.study.demo.execute_study", _stop_before_running)
     with pytest.raises(_Stop):
-        run_demo(Path("relative-demo"), quick=True)
+        make_demo(Path("relative-demo"), quick=True)
     assert (tmp_path / "relative-demo" / "study" / "plan.yaml").is_file()
 
 

@@ -24,6 +24,7 @@ from tumorscale.data import (
     structure_mask,
 )
 from tumorscale.io import read_nifti
+from tumorscale.preprocessing import Preprocessing
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +38,33 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PreprocessedC
 
 
 def test_settings_round_trip_and_validation() -> None:
-    settings = PreprocessSettings(spacing_mm=2.0, hu_clip=(-100, 200))
-    assert settings.spacing_mm == (2.0, 2.0, 2.0)
+    settings = PreprocessSettings(Preprocessing(spacing_mm=2.0, hu_window=(-100, 200)))
+    assert settings.preprocessing.spacing_mm == (2.0, 2.0, 2.0)
     assert PreprocessSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     assert settings.differing_keys(PreprocessSettings()) == ["spacing_mm", "hu_clip"]
-    with pytest.raises(ValueError, match="hu_clip"):
+    # The flat names of settings.json build the same record.
+    assert PreprocessSettings(spacing_mm=2.0, hu_clip=(-100, 200)) == settings
+    with pytest.raises(ValueError, match="hu_window"):
         PreprocessSettings(hu_clip=(250, -175))
     with pytest.raises(ValueError, match="unknown preprocessing settings: colour"):
         PreprocessSettings.from_dict({"colour": "blue"})
+
+
+def test_settings_file_keeps_its_flat_keys() -> None:
+    """settings.json of caches made before the preprocessing record opens unchanged."""
+    written_before = {"spacing_mm": [3.0, 3.0, 3.0], "hu_clip": [-175.0, 250.0],
+                      "scale_to_unit": True, "chunks": [8, 8, 8], "blocks": [4, 4, 4],
+                      "codec": "LZ4HC", "clevel": 5, "locations_per_structure": 10000,
+                      "locations_min_fraction": 0.01, "seed": 1234, "format_version": 1}
+    settings = PreprocessSettings.from_dict(written_before)
+    assert settings == SETTINGS and settings.to_dict() == written_before
+    assert settings.preprocessing == Preprocessing(spacing_mm=3.0)
+    unscaled = PreprocessSettings.from_dict({**written_before, "scale_to_unit": False})
+    assert unscaled.preprocessing.intensity_range is None and unscaled.pad_value == -175.0
+    assert unscaled.to_dict()["scale_to_unit"] is False
+    other = PreprocessSettings(Preprocessing(intensity_range=(-1, 1)))
+    assert other.to_dict()["intensity_range"] == [-1.0, 1.0]
+    assert PreprocessSettings.from_dict(other.to_dict()) == other and other.pad_value == -1.0
 
 
 def test_cache_records_settings_and_bit_table(built: tuple[Path, PreprocessedCache]) -> None:
@@ -52,7 +72,7 @@ def test_cache_records_settings_and_bit_table(built: tuple[Path, PreprocessedCac
     record = json.loads((cache.root / "settings.json").read_text(encoding="utf-8"))
     assert record["structures"] == list(STRUCTURES)
     assert record["bits_dtype"] == "uint64"
-    assert cache.settings.spacing_mm == (3.0, 3.0, 3.0)
+    assert cache.settings.preprocessing.spacing_mm == (3.0, 3.0, 3.0)
     assert len(STRUCTURES) == len(set(STRUCTURES)) <= 64
 
 
@@ -61,7 +81,7 @@ def test_hu_and_structures_round_trip(built: tuple[Path, PreprocessedCache]) -> 
     case_id = "BDMAP_00000002"
     hu, bits = cache.read_case_hu(case_id)
     folder = data / case_id
-    expected = resample_image(read_nifti(folder / "ct.nii.gz"), SETTINGS.spacing_mm)
+    expected = resample_image(read_nifti(folder / "ct.nii.gz"), SETTINGS.preprocessing.spacing_mm)
     assert hu.dtype == np.int16 and bits.dtype == BITS_DTYPE
     assert hu.shape == bits.shape == expected.shape == cache.image_shape(case_id) == (20, 17, 23)
     np.testing.assert_array_equal(hu, np.rint(expected.array).astype(np.int16))

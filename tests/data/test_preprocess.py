@@ -36,10 +36,11 @@ def _contents(root: Path) -> dict[str, tuple]:
 def test_rerun_skips_and_a_removed_marker_redoes_only_that_case(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "atlas")
     cache_root = tmp_path / "cache"
-    seen: list[str] = []
-    first = preprocess_dataset(data, cache_root, SETTINGS, progress=seen.append)
+    seen: list[tuple[int, int]] = []
+    first = preprocess_dataset(data, cache_root, SETTINGS,
+                               progress=lambda done, total: seen.append((done, total)))
     assert (first.done, first.skipped, first.failed) == (CASES, [], [])
-    assert sorted(seen) == CASES
+    assert seen == [(n, len(CASES)) for n in range(len(CASES) + 1)]  # once per case
     reference = _contents(cache_root)
 
     second = preprocess_dataset(data, cache_root, SETTINGS)
@@ -68,6 +69,7 @@ def test_a_changed_source_file_is_redone(tmp_path: Path) -> None:
     save_nifti(data / "BDMAP_00000001" / "segmentations" / "liver_lesion.nii.gz", lesion, AFFINE)
     report = preprocess_dataset(data, cache_root, SETTINGS)
     assert (report.done, report.skipped) == (["BDMAP_00000001"], ["BDMAP_00000002"])
+    assert report.changed == ["BDMAP_00000001"]
     meta = PreprocessedCache.open(cache_root).case_meta("BDMAP_00000001")
     assert meta["tumor_status"]["liver"] == "control"
 
@@ -110,10 +112,11 @@ def test_bad_cases_are_reported_and_the_others_finish(tmp_path: Path) -> None:
 def test_worker_processes_give_the_same_cache(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "atlas")
     serial = preprocess_dataset(data, tmp_path / "serial", SETTINGS)
-    seen: list[str] = []
+    seen: list[tuple[int, int]] = []
     parallel = preprocess_dataset(data, tmp_path / "parallel", SETTINGS, workers=2,
-                                  progress=seen.append)
-    assert serial.done == parallel.done == CASES == sorted(seen)
+                                  progress=lambda done, total: seen.append((done, total)))
+    assert serial.done == parallel.done == CASES
+    assert seen == [(n, len(CASES)) for n in range(len(CASES) + 1)]
     assert _contents(tmp_path / "serial") == _contents(tmp_path / "parallel")
 
 

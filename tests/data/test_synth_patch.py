@@ -35,7 +35,7 @@ def test_region_margin_grows_with_size_class() -> None:
 
 def test_synthesized_patches_hold_a_tumor_in_the_organ(phantom_cache: PhantomCache) -> None:
     cache = phantom_cache.cache
-    clip = cache.settings.hu_clip
+    clip = cache.settings.preprocessing.hu_window
     case = phantom_cache.healthy[0]
     placed = 0
     for seed in range(12):

@@ -16,7 +16,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tumorscale.cache import CACHE_ENV
 from tumorscale.datasets import (
     TOTALSEG_PACKAGE,
     TOTALSEG_SDIST,
@@ -36,6 +35,7 @@ from tumorscale.datasets import totalsegmentator_example as example_module
 from tumorscale.errors import FetchError
 from tumorscale.io import read_nifti
 from tumorscale.organs import FileRole, classify_segmentation, nifti_stem
+from tumorscale.user_cache import CACHE_ENV
 
 # What the real example holds: every non-empty 'total' class with an AbdomenAtlas name.
 EXPECTED_MASKS = {

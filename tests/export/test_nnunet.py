@@ -61,9 +61,9 @@ def exported(cohort: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 def test_export_is_a_valid_nnunet_dataset(exported, cohort: tuple[Path, Path]) -> None:
     real, synthetic = cohort
     assert exported.ok and not exported.excluded
-    assert exported.folder.name == "Dataset501_Tumorscale"
-    assert check_nnunet_dataset(exported.folder) == []
-    meta = json.loads((exported.folder / "dataset.json").read_text(encoding="utf-8"))
+    assert exported.out.name == "Dataset501_Tumorscale"
+    assert check_nnunet_dataset(exported.out) == []
+    meta = json.loads((exported.out / "dataset.json").read_text(encoding="utf-8"))
     assert meta["channel_names"] == {"0": "CT"}
     assert meta["labels"] == {
         "background": 0, "pancreas_lesion": 1, "liver_lesion": 2, "kidney_lesion": 3
@@ -79,11 +79,11 @@ def test_export_is_a_valid_nnunet_dataset(exported, cohort: tuple[Path, Path]) -
 
 def test_images_are_byte_identical_and_labels_share_their_grid(exported, cohort) -> None:
     real, synthetic = cohort
-    for case_id in exported.written:
+    for case_id in exported.done:
         source = (synthetic if case_id == SYNTHETIC_ID else real) / case_id / "ct.nii.gz"
-        image = exported.folder / "imagesTr" / f"{case_id}_0000.nii.gz"
+        image = exported.out / "imagesTr" / f"{case_id}_0000.nii.gz"
         assert image.read_bytes() == source.read_bytes()
-        label = nib.load(exported.folder / "labelsTr" / f"{case_id}.nii.gz")
+        label = nib.load(exported.out / "labelsTr" / f"{case_id}.nii.gz")
         ct = nib.load(source)
         assert label.shape == ct.shape
         np.testing.assert_allclose(label.affine, ct.affine, atol=1e-5)
@@ -94,15 +94,15 @@ def test_images_are_byte_identical_and_labels_share_their_grid(exported, cohort)
 def test_lesion_voxels_carry_their_organ_label(exported, cohort) -> None:
     real, synthetic = cohort
     tumor_voxels = 0
-    for case_id in exported.written:
+    for case_id in exported.done:
         folder = (synthetic if case_id == SYNTHETIC_ID else real) / case_id
-        label = np.asanyarray(nib.load(exported.folder / "labelsTr" / f"{case_id}.nii.gz").dataobj)
+        label = np.asanyarray(nib.load(exported.out / "labelsTr" / f"{case_id}.nii.gz").dataobj)
         expected = np.zeros(label.shape, dtype=np.uint8)
         for index, organ in enumerate(ORGANS, start=1):
             expected[_lesion_union(folder, organ)] = index
         np.testing.assert_array_equal(label, expected)
         tumor_voxels += int(np.count_nonzero(label))
-    synthetic_label = nib.load(exported.folder / "labelsTr" / f"{SYNTHETIC_ID}.nii.gz")
+    synthetic_label = nib.load(exported.out / "labelsTr" / f"{SYNTHETIC_ID}.nii.gz")
     assert set(np.unique(np.asanyarray(synthetic_label.dataobj))) >= {0, 2}
     assert tumor_voxels > 0
 
@@ -112,13 +112,13 @@ def test_rerun_skips_finished_cases_and_redoes_a_changed_one(cohort, tmp_path: P
     source = tmp_path / "real"
     shutil.copytree(real, source)
     first = export_nnunet(source, tmp_path / "out", 502, organs=["liver"])
-    labels = first.folder / "labelsTr"
+    labels = first.out / "labelsTr"
     stamps = {path.name: path.stat().st_mtime_ns for path in labels.iterdir()}
     calls: list[tuple[int, int]] = []
     again = export_nnunet(
         source, tmp_path / "out", 502, organs=["liver"], progress=lambda *c: calls.append(c)
     )
-    assert again.written == [] and again.skipped == first.written
+    assert again.done == [] and again.skipped == first.done
     assert calls[-1] == (4, 4)
     assert {path.name: path.stat().st_mtime_ns for path in labels.iterdir()} == stamps
     lesion_file = source / "BDMAP_00000002" / "segmentations" / "liver_lesion.nii.gz"
@@ -127,10 +127,10 @@ def test_rerun_skips_finished_cases_and_redoes_a_changed_one(cohort, tmp_path: P
     changed[10:14, 10:14, 10:14] = 1
     nib.save(nib.Nifti1Image(changed, image.affine, image.header), str(lesion_file))
     third = export_nnunet(source, tmp_path / "out", 502, organs=["liver"])
-    assert third.written == ["BDMAP_00000002"] and third.changed == ["BDMAP_00000002"]
+    assert third.done == ["BDMAP_00000002"] and third.changed == ["BDMAP_00000002"]
     label = np.asanyarray(nib.load(labels / "BDMAP_00000002.nii.gz").dataobj)
     assert int(np.count_nonzero(label == 1)) == 64
-    assert check_nnunet_dataset(first.folder) == []
+    assert check_nnunet_dataset(first.out) == []
 
 
 
@@ -140,19 +140,19 @@ def test_synthesize_dataset_output_exports(tmp_path: Path) -> None:
     options = PhantomOptions(shape=(64, 56, 40), tumor_fraction=0.5)
     write_cohort(tmp_path / "real", cases=4, seed=0, options=options)
     batch = synthesize_dataset(tmp_path / "real", tmp_path / "syn", ["liver"], per_case=1, seed=0)
-    assert batch.written
+    assert batch.done
     report = export_nnunet(
         tmp_path / "real", tmp_path / "out", 503, organs=["liver"], synthetic_root=tmp_path / "syn"
     )
-    assert report.ok and set(batch.written) <= set(report.written)
-    assert check_nnunet_dataset(report.folder) == []
-    for case_id in batch.written:
+    assert report.ok and set(batch.done) <= set(report.done)
+    assert check_nnunet_dataset(report.out) == []
+    for case_id in batch.done:
         lesion = _lesion_union(tmp_path / "syn" / case_id, "liver")
-        label = nib.load(report.folder / "labelsTr" / f"{case_id}.nii.gz")
+        label = nib.load(report.out / "labelsTr" / f"{case_id}.nii.gz")
         np.testing.assert_array_equal(np.asanyarray(label.dataobj) == 1, lesion)
         assert lesion.any()
-    meta = json.loads((report.folder / "dataset.json").read_text(encoding="utf-8"))
-    assert set(meta["tumorscale"]["synthetic_cases"]) == set(batch.written)
+    meta = json.loads((report.out / "dataset.json").read_text(encoding="utf-8"))
+    assert set(meta["tumorscale"]["synthetic_cases"]) == set(batch.done)
 
 
 # ----------------------------------------------------------------------------- small cases
@@ -172,16 +172,16 @@ def test_organ_classes_lesion_wins_over_organ(make_case: CaseMaker, tmp_path: Pa
     folder = _organ_case(make_case, tmp_path / "data", "BDMAP_00000001")
     report = export_nnunet(tmp_path / "data", tmp_path / "out", 7, name="Liver",
                            organs=["liver"], organ_classes=True)
-    assert report.written == ["BDMAP_00000001"]
-    meta = json.loads((report.folder / "dataset.json").read_text(encoding="utf-8"))
+    assert report.done == ["BDMAP_00000001"]
+    meta = json.loads((report.out / "dataset.json").read_text(encoding="utf-8"))
     assert meta["labels"] == {"background": 0, "liver_lesion": 1, "liver": 2}
-    label = np.asanyarray(nib.load(report.folder / "labelsTr" / "BDMAP_00000001.nii.gz").dataobj)
+    label = np.asanyarray(nib.load(report.out / "labelsTr" / "BDMAP_00000001.nii.gz").dataobj)
     liver = np.asanyarray(nib.load(folder / "segmentations" / "liver.nii.gz").dataobj) > 0
     lesion = np.asanyarray(nib.load(folder / "segmentations" / "liver_lesion.nii.gz").dataobj) > 0
     assert np.all(label[lesion] == 1)
     assert np.all(label[liver & ~lesion] == 2)
     assert np.all(label[~liver & ~lesion] == 0)
-    assert check_nnunet_dataset(report.folder) == []
+    assert check_nnunet_dataset(report.out) == []
 
 
 def test_unknown_status_is_excluded_unless_opted_in(make_case: CaseMaker, tmp_path: Path) -> None:
@@ -189,15 +189,15 @@ def test_unknown_status_is_excluded_unless_opted_in(make_case: CaseMaker, tmp_pa
     _organ_case(make_case, data, "BDMAP_00000001")
     _organ_case(make_case, data, "BDMAP_00000002", with_uterus=False)
     strict = export_nnunet(data, tmp_path / "out", 8, organs=["liver", "uterus"])
-    assert strict.written == ["BDMAP_00000001"]
+    assert strict.done == ["BDMAP_00000001"]
     assert strict.excluded == [("BDMAP_00000002", "uterus tumor status unknown (no lesion file)")]
     loose = export_nnunet(
         data, tmp_path / "out2", 8, organs=["liver", "uterus"], unknown_as_background=True
     )
-    assert loose.written == ["BDMAP_00000001", "BDMAP_00000002"]
-    meta = json.loads((loose.folder / "dataset.json").read_text(encoding="utf-8"))
+    assert loose.done == ["BDMAP_00000001", "BDMAP_00000002"]
+    meta = json.loads((loose.out / "dataset.json").read_text(encoding="utf-8"))
     assert meta["tumorscale"]["unknown_as_background"] == {"BDMAP_00000002": ["uterus"]}
-    assert check_nnunet_dataset(loose.folder) == []
+    assert check_nnunet_dataset(loose.out) == []
 
 
 def test_bad_case_is_reported_and_others_go_on(make_case: CaseMaker, tmp_path: Path) -> None:
@@ -207,11 +207,11 @@ def test_bad_case_is_reported_and_others_go_on(make_case: CaseMaker, tmp_path: P
     bad_lesion = bad / "segmentations" / "liver_lesion.nii.gz"
     save_nifti(bad_lesion, np.zeros((20, 20, 10), np.uint8))
     report = export_nnunet(data, tmp_path / "out", 9, organs=["liver"])
-    assert report.written == ["BDMAP_00000001"]
+    assert report.done == ["BDMAP_00000001"]
     assert [case for case, _ in report.failed] == ["BDMAP_00000002"]
     assert str(bad_lesion) in report.failed[0][1] and "shape" in report.failed[0][1]
     assert not report.ok
-    assert check_nnunet_dataset(report.folder) == []
+    assert check_nnunet_dataset(report.out) == []
 
 
 def test_uncompressed_ct_is_gzipped_losslessly(make_case: CaseMaker, tmp_path: Path) -> None:
@@ -220,9 +220,9 @@ def test_uncompressed_ct_is_gzipped_losslessly(make_case: CaseMaker, tmp_path: P
     nii.write_bytes(gzip.decompress((folder / "ct.nii.gz").read_bytes()))
     (folder / "ct.nii.gz").unlink()
     report = export_nnunet(tmp_path / "data", tmp_path / "out", 10, organs=["liver"])
-    image = report.folder / "imagesTr" / "BDMAP_00000001_0000.nii.gz"
+    image = report.out / "imagesTr" / "BDMAP_00000001_0000.nii.gz"
     assert gzip.decompress(image.read_bytes()) == nii.read_bytes()
-    assert check_nnunet_dataset(report.folder) == []
+    assert check_nnunet_dataset(report.out) == []
 
 
 def test_stale_cases_are_removed_when_the_selection_changes(
@@ -232,13 +232,13 @@ def test_stale_cases_are_removed_when_the_selection_changes(
     _organ_case(make_case, data, "BDMAP_00000001")
     _organ_case(make_case, data, "BDMAP_00000002", with_uterus=False)
     first = export_nnunet(data, tmp_path / "out", 11, organs=["liver"])
-    orphan = first.folder / "imagesTr" / "BDMAP_00000009_0000.nii.gz"  # a crash's leftover
-    shutil.copyfile(first.folder / "imagesTr" / "BDMAP_00000001_0000.nii.gz", orphan)
+    orphan = first.out / "imagesTr" / "BDMAP_00000009_0000.nii.gz"  # a crash's leftover
+    shutil.copyfile(first.out / "imagesTr" / "BDMAP_00000001_0000.nii.gz", orphan)
     report = export_nnunet(data, tmp_path / "out", 11, organs=["liver", "uterus"])
-    assert sorted(p.name for p in (report.folder / "imagesTr").iterdir()) == [
+    assert sorted(p.name for p in (report.out / "imagesTr").iterdir()) == [
         "BDMAP_00000001_0000.nii.gz"
     ]
-    assert check_nnunet_dataset(report.folder) == []
+    assert check_nnunet_dataset(report.out) == []
 
 
 def test_arguments_and_foreign_folders_are_refused(make_case: CaseMaker, tmp_path: Path) -> None:
@@ -270,8 +270,8 @@ def valid_dataset(make_case: CaseMaker, tmp_path: Path) -> Path:
     for number in (1, 2):
         _organ_case(make_case, data, f"BDMAP_0000000{number}")
     report = export_nnunet(data, tmp_path / "out", 20, organs=["liver"])
-    assert check_nnunet_dataset(report.folder) == []
-    return report.folder
+    assert check_nnunet_dataset(report.out) == []
+    return report.out
 
 
 def _edit_json(folder: Path, change: Callable[[dict], None]) -> None:

@@ -122,3 +122,44 @@ def test_bad_arguments() -> None:
         summarize([1.0], seed=0, level=1.0)
     with pytest.raises(ValueError, match="n_resamples"):
         bootstrap_ci(lambda idx: 0.0, 3, seed=0, n_resamples=0)
+
+
+# Pooled metrics (metrics.pooled): one definition of a study run's P-Sen and Spe.
+
+
+def _detection_row(status: str, volume: float, flag: object = None) -> dict[str, object]:
+    row: dict[str, object] = {
+        "tumor_status": status, "error": "", "dsc": "", "nsd": "", "pred_volume_post_mm3": volume,
+        "truth_lesions": 0, "detected_lesions": 0, "pred_lesions": 0, "matched_pred_lesions": 0,
+    }  # fmt: skip
+    if flag is not None:
+        row["predicted_positive"] = flag
+    return row
+
+
+def test_a_case_is_called_by_its_flag_else_by_volume() -> None:
+    from tumorscale.metrics.detection import patient_detection
+    from tumorscale.metrics.pooled import called_positive
+
+    assert called_positive(_detection_row("positive", 0.0, "True"))  # the flag decides
+    assert not called_positive(_detection_row("positive", 500.0, "False"))
+    for volume in (0.0, 1e-3, 80.0, math.nan):  # older CSVs: the rule of patient_detection at 0
+        expected = patient_detection([0.0 if math.isnan(volume) else volume], ["positive"], 0.0)
+        assert called_positive(_detection_row("positive", volume)) == bool(expected.true_positives)
+
+
+def test_pooled_detection_equals_the_summary_at_the_evaluation_threshold() -> None:
+    from tumorscale.metrics.pooled import pooled_metrics
+    from tumorscale.metrics.summary import summarize_rows
+
+    threshold = 100.0
+    volumes = {"positive": [0.0, 50.0, 100.0, 400.0], "control": [0.0, 99.0, 150.0]}
+    rows = [
+        _detection_row(status, v, str(v > 0 and v >= threshold))  # as metrics.evaluate writes
+        for status, values in volumes.items()
+        for v in values
+    ]
+    ours = pooled_metrics(rows)
+    summary = summarize_rows(rows, threshold_mm3=threshold, seed=0, resamples=10)["patients"]
+    assert ours["p_sen"] == summary["p_sen"]["value"] == 0.5
+    assert ours["spe"] == summary["spe"]["value"] == 2 / 3

@@ -9,10 +9,10 @@ import pytest
 from scipy import stats
 
 from tumorscale.atlas.lesions import TumorStatus
+from tumorscale.masks import remove_small_components
 from tumorscale.metrics.detection import (
     patient_detection,
     predicted_tumor_volume_mm3,
-    remove_small_components,
     roc_curve,
 )
 

@@ -119,7 +119,7 @@ def test_extra_predictions_lower_precision() -> None:
     assert match.f1 == pytest.approx(0.4)
 
 
-def test_diameters_from_anisotropic_volume_and_size_bins() -> None:
+def test_diameters_from_anisotropic_volume_and_size_classes() -> None:
     shape = (50, 40, 40)
     small = (slice(1, 11), slice(1, 11), slice(1, 11))  # 1000 voxels
     large = (slice(15, 45), slice(5, 35), slice(5, 35))  # 27000 voxels

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tumorscale.metrics.bbox import bounding_box
+from tumorscale.masks import bounding_box
 from tumorscale.metrics.surface import (
     mean_surface_distance_mm,
     robust_hausdorff_mm,

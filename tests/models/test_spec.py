@@ -16,7 +16,8 @@ from tumorscale.models import (
     load_model,
     save_model,
 )
-from tumorscale.models.spec import load_model_with_extra
+from tumorscale.models.spec import FORMAT_VERSION, load_model_with_extra
+from tumorscale.preprocessing import Preprocessing
 
 
 def _spec(**changes) -> ModelSpec:
@@ -37,9 +38,10 @@ def test_class_names_put_tumors_before_organs() -> None:
 
 def test_spec_defaults_are_the_paper_recipe() -> None:
     spec = _spec()
-    assert spec.target_spacing_mm == (1.5, 1.5, 1.5)
-    assert spec.hu_window == (-175.0, 250.0)
-    assert spec.intensity_range == (0.0, 1.0)
+    assert spec.preprocessing == Preprocessing()
+    assert spec.preprocessing.spacing_mm == (1.5, 1.5, 1.5)
+    assert spec.preprocessing.hu_window == (-175.0, 250.0)
+    assert spec.preprocessing.intensity_range == (0.0, 1.0)
     assert spec.patch_size_vox == (96, 96, 96)
     assert spec.out_channels == 3
     assert ModelSpec.from_dict(spec.to_dict()) == spec
@@ -51,6 +53,7 @@ def test_spec_defaults_are_the_paper_recipe() -> None:
         ({"class_names": ("pancreas_lesion", "background")}, "start with 'background'"),
         ({"class_names": ("background", "a", "a")}, "duplicates"),
         ({"hu_window": (250, -175)}, "low < high"),
+        ({"target_spacing_mm": (1.5, 0.0, 1.5)}, "spacing_mm"),
         ({"network_overrides": {"norm": torch.nn.InstanceNorm3d}}, "not plain data"),
     ],
 )
@@ -111,4 +114,39 @@ def test_load_rejects_weights_that_do_not_fit(tmp_path: Path) -> None:
     payload["spec"]["class_names"] = ["background", "liver_lesion"]  # 2 classes, weights have 3
     torch.save(payload, path)
     with pytest.raises(ModelFileError, match=r"m\.pt: weights do not fit network 'tiny'"):
+        load_model(path)
+
+
+def test_spec_records_the_preprocessing_as_one_nested_record(tmp_path: Path) -> None:
+    record = Preprocessing(spacing_mm=(2.0, 2.0, 3.0), hu_window=(-100, 200),
+                           intensity_range=(-1, 1))  # fmt: skip
+    spec = _spec(preprocessing=record)
+    values = spec.to_dict()
+    assert values["preprocessing"] == {"spacing_mm": [2.0, 2.0, 3.0], "hu_window": [-100.0, 200.0],
+                                       "intensity_range": [-1.0, 1.0]}  # fmt: skip
+    assert not {"target_spacing_mm", "hu_window", "intensity_range"} & set(values)
+    # The flat keyword names of earlier specs build the same record.
+    flat = {"target_spacing_mm": (2, 2, 3), "hu_window": (-100, 200), "intensity_range": (-1, 1)}
+    assert _spec(**flat) == spec
+    path = save_model(tmp_path / "m.pt", spec.build(), spec)
+    payload = torch.load(path, weights_only=True)
+    assert payload["format_version"] == FORMAT_VERSION
+    assert payload["spec"]["preprocessing"]["hu_window"] == [-100.0, 200.0]
+    assert load_model_with_extra(path)[1] == spec
+
+
+def test_model_files_written_before_the_preprocessing_record_still_load(tmp_path: Path) -> None:
+    spec = _spec(preprocessing=Preprocessing(spacing_mm=3.0, hu_window=(-100, 200)))
+    path = save_model(tmp_path / "old.pt", spec.build(), spec)
+    payload = torch.load(path, weights_only=True)
+    old_spec = {key: value for key, value in payload["spec"].items() if key != "preprocessing"}
+    old_spec |= {"target_spacing_mm": [3.0, 3.0, 3.0], "hu_window": [-100.0, 200.0],
+                 "intensity_range": [0.0, 1.0]}  # fmt: skip
+    torch.save({**payload, "format_version": 1, "spec": old_spec}, path)  # as version 1 wrote
+    network, loaded = load_model(path)
+    assert loaded == spec and loaded.preprocessing.hu_window == (-100.0, 200.0)
+    for key, value in spec.build().state_dict().items():
+        assert value.shape == network.state_dict()[key].shape
+    torch.save({**payload, "format_version": 99}, path)
+    with pytest.raises(ModelFileError, match="format version 99 is not supported"):
         load_model(path)

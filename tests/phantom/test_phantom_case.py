@@ -260,7 +260,7 @@ def test_tumor_records_are_organ_appropriate(tumor_cases, contrast_cases) -> Non
             assert record.to_json()["center_mm"] == [round(v, 2) for v in record.center_mm]
 
 
-def test_size_bins_are_covered() -> None:
+def test_size_classes_are_covered() -> None:
     options = _options(tumor_fraction=1.0, inplane_spacing_mm=(4.0, 4.0),
                        slice_spacing_mm=(5.0, 5.0))
     diameters = [t.diameter_mm for index in range(1, 25)

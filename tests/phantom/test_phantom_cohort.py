@@ -32,14 +32,15 @@ def _files(root: Path) -> dict[str, bytes]:
 def cohort(tmp_path_factory) -> tuple[Path, list[str], list[tuple[int, int]]]:
     root = tmp_path_factory.mktemp("phantoms")
     calls: list[tuple[int, int]] = []
-    ids = write_cohort(root, 3, 7, OPTIONS, progress=lambda done, n: calls.append((done, n)))
+    report = write_cohort(root, 3, 7, OPTIONS, progress=lambda done, n: calls.append((done, n)))
+    ids = report.complete
     return root, ids, calls
 
 
 def test_layout_is_abdomenatlas(cohort) -> None:
     root, ids, calls = cohort
     assert ids == ["BDMAP_00000001", "BDMAP_00000002", "BDMAP_00000003"]
-    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
     assert sorted(p.name for p in root.iterdir()) == [*ids, MANIFEST_NAME]
     manifest = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
     for case_id, record in zip(ids, manifest["cases"], strict=True):
@@ -122,7 +123,7 @@ def test_resume_skips_complete_cases_and_redoes_incomplete_ones(tmp_path) -> Non
     # Case 2 "crashed": its marker was never written and a file is half there.
     (root / "BDMAP_00000002" / COMPLETE_MARKER).unlink()
     ct_two.write_bytes(b"partial")
-    ids = write_cohort(root, 3, 3, OPTIONS)
+    ids = write_cohort(root, 3, 3, OPTIONS).complete
     assert ids[-1] == "BDMAP_00000003"
     assert ct_one.stat().st_mtime_ns == before_one
     assert ct_two.read_bytes() == expected_two

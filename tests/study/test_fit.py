@@ -10,20 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tumorscale.metrics.summary import summarize_rows
-from tumorscale.study.fit import (
-    ALL_ORGANS,
-    Estimate,
-    _sanity,
+from tumorscale.metrics.pooled import pooled_metrics as run_metrics
+from tumorscale.metrics.summary import ALL_ORGANS, summarize_rows
+from tumorscale.study.claims import sanity as _sanity
+from tumorscale.study.estimates import Estimate
+from tumorscale.study.fit import fit_study, fit_study_folder, write_fit
+from tumorscale.study.law import (
     fit_log_linear,
     fit_saturating_power_law,
-    fit_study,
     n_at_fraction,
     n_for_value,
     power_law,
-    run_fit,
-    run_metrics,
-    write_fit,
 )
 from tumorscale.study.learning import RunLearning
 
@@ -298,7 +295,7 @@ def test_run_fit_reads_per_case_csv_and_writes_json_and_markdown(tmp_path: Path)
                       np.random.default_rng(4), case_sd=0.05, noise_sd=0.02)  # fmt: skip
     rows += [r | {"organ": "liver"} for r in rows]
     write_per_case(tmp_path, rows)
-    json_path, md_path = run_fit(tmp_path, n_bootstrap=30, seed=0)
+    json_path, md_path = fit_study_folder(tmp_path, n_bootstrap=30, seed=0)
     data = json.loads(json_path.read_text(encoding="utf-8"), parse_constant=pytest.fail)
     assert {f["organ"] for f in data["fits"]} == {ALL_ORGANS, "liver", "pancreas"}
     assert len(data["fits"]) == 3 * 5 * 2  # organ selections × metrics × conditions
@@ -395,7 +392,7 @@ def test_runs_that_did_not_learn_get_no_claims(tmp_path: Path) -> None:
         flat = run_id.startswith("r0-")  # real only: loss flat; with synthetic: falling
         losses = [1.0, 1.01, 0.99, 1.0] if flat else [1.2, 0.9, 0.6, 0.4]
         write_log(tmp_path / "runs" / str(run_id) / "train", losses)
-    json_path, md_path = run_fit(tmp_path, n_bootstrap=200, seed=0)
+    json_path, md_path = fit_study_folder(tmp_path, n_bootstrap=200, seed=0)
     data = json.loads(json_path.read_text(encoding="utf-8"))
     real = next(f for f in data["fits"] if f["metric"] == "dsc" and f["synthetic_ratio"] == 0)
     synthetic = next(f for f in data["fits"] if f["metric"] == "dsc" and f["synthetic_ratio"] == 3)

@@ -18,23 +18,21 @@ from matplotlib.figure import Figure as MplFigure
 from tests.conftest import save_nifti, sphere
 from tests.study.test_learning import write_log
 from tumorscale.errors import InputFileError
+from tumorscale.study.law import power_law
 from tumorscale.study.report import (
     ZERO_LABEL,
     ReportPaths,
     StudyData,
-    _axial,
-    _band,
-    _colours,
-    _conditions,
-    _draw_panel,
     bootstrap_band,
     example_runs,
     load_report_data,
     markdown_to_html,
-    power_law,
-    run_report,
+    report_study_folder,
     write_report,
 )
+from tumorscale.study.report.figures import _band, _colours, _draw_panel
+from tumorscale.study.report.load import conditions_of as _conditions
+from tumorscale.study.report.slices import _axial
 
 COUNTS = (4, 8, 16, 32)
 CONDITIONS = {"real_only": 0.0, "real_syn3": 3.0}
@@ -239,8 +237,13 @@ def test_markdown_links_every_figure_and_each_exists(full_report: ReportPaths) -
 def test_headline_and_numbers_appear_escaped(full_report: ReportPaths) -> None:
     markdown = full_report.markdown.read_text(encoding="utf-8")
     text = full_report.html.read_text(encoding="utf-8")
-    assert HEADLINE in markdown
-    assert "0.812 [0.790, 0.830]" in text and "DSC &lt; 0.9 &amp; rising" in text
+    # fit.md holds a decoy: the headlines are made from fit.json's content, fit.md is not read
+    assert HEADLINE not in markdown and "0.812 [0.790, 0.830]" not in text
+    saving = ("**in_distribution, all organs**: Real only reaches 95% of its DSC plateau "
+              "(0.85 [0.83, 0.87]) at 30 [24, 36] real scans; with 3× synthetic at 10 [8, 12] "
+              "(3.0× fewer [2.1, 4.5]).")  # fmt: skip
+    assert saving in markdown
+    assert "<strong>in_distribution, all organs</strong>: Real only reaches 95% of its" in text
     assert "fixture &lt;study&gt;" in text and "<study>" not in text
     # plateau of dsc/real_only (0.85 ± 0.02), n for 99% marked extrapolated, savings ratio
     shown = [
@@ -369,10 +372,10 @@ def test_single_condition_without_its_predictions(tmp_path: Path) -> None:
 
 def test_run_report_checks_the_folder(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="study folder not found"):
-        run_report(tmp_path / "missing")
+        report_study_folder(tmp_path / "missing")
     with pytest.raises(InputFileError, match="not a study folder"):
-        run_report(tmp_path)
-    paths = run_report(make_study(tmp_path / "ok", fit=False, runs=False, cases=False))
+        report_study_folder(tmp_path)
+    paths = report_study_folder(make_study(tmp_path / "ok", fit=False, runs=False, cases=False))
     assert paths.html.parent == tmp_path / "ok" / "report"
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from tests.study.conftest import write_study
 from tumorscale.cli_study import study_app
-from tumorscale.study import load_plan, run_study
+from tumorscale.study import execute_study, load_plan
 
 STUDY_CLI = "from tumorscale.cli_study import study_app; study_app()"
 RUN_IDS = ["n2_real_s0", "n2_synth3_s0", "n4_real_s0", "n4_synth3_s0"]
@@ -82,7 +82,7 @@ def test_local_study_end_to_end(straight):
     assert {r["organ"] for r in summary} == {"pancreas", "liver", "kidney", "all organs"}
     # A rerun finds nothing to do and leaves the results as they were.
     before = (straight / "results/per_case.csv").read_text(encoding="utf-8")
-    outcome = run_study(straight)
+    outcome = execute_study(straight)
     assert outcome.ok and len(outcome.outcomes) == 4
     assert (straight / "results/per_case.csv").read_text(encoding="utf-8") == before
 
@@ -117,7 +117,7 @@ def test_killed_study_rerun_equals_uninterrupted(straight, study_cohorts, tmp_pa
 def test_dask_executor_on_a_local_cluster(straight, study_cohorts, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the worker processes inherit it
     out = _plan(study_cohorts, tmp_path, real_counts=[2])  # 2 runs: one per worker
-    outcome = run_study(out, executor="dask", n_workers=2)
+    outcome = execute_study(out, executor="dask", n_workers=2)
     assert outcome.ok, outcome.failed
     assert sorted(o.run_id for o in outcome.outcomes) == RUN_IDS[:2]
     ledger = _table(out / "ledger.csv")
@@ -131,7 +131,7 @@ def test_cpu_processes_equal_the_straight_run_and_train_label_free(straight, stu
                                                                     tmp_path, monkeypatch):
     monkeypatch.setattr("tumorscale.study.executors.os.cpu_count", lambda: 2)  # 1 thread each
     out = _plan(study_cohorts, tmp_path, real_counts=[0, 2])
-    outcome = run_study(out, processes=2)
+    outcome = execute_study(out, processes=2)
     assert outcome.ok, outcome.failed
     assert sorted(o.run_id for o in outcome.outcomes) == ["n0_synth3_s0", *RUN_IDS[:2]]
     rows = _table(out / "results/per_case.csv")
@@ -150,7 +150,7 @@ def test_a_changed_training_scan_retrains_the_runs_that_used_it(study_cohorts, t
     cohorts = {**study_cohorts, "data": data, "cache": tmp_path / "cache"}
     out = _plan(cohorts, tmp_path, real_counts=[2], conditions=[
         {"name": "real", "synthetic_ratio": 0}])  # fmt: skip
-    assert run_study(out).ok
+    assert execute_study(out).ok
     plan = load_plan(out)
     (run,) = plan.runs
     model = out / "runs" / run.run_id / "train" / "model.pt"
@@ -159,13 +159,13 @@ def test_a_changed_training_scan_retrains_the_runs_that_used_it(study_cohorts, t
     image = nib.load(str(ct))
     brighter = np.asarray(image.dataobj).astype(np.int16) + 30  # another scan of the same grid
     nib.save(nib.Nifti1Image(brighter, image.affine, image.header), str(ct))
-    assert run_study(out).ok
+    assert execute_study(out).ok
     status = json.loads((out / "runs" / run.run_id / "status.json").read_text(encoding="utf-8"))
     assert status["steps"]["train"]["outputs"]["redone_because_inputs_changed"] is True
     second_model = model.read_bytes()
     assert second_model != first_model
     status_file = out / "runs" / run.run_id / "status.json"
     before = status_file.read_text(encoding="utf-8")
-    assert run_study(out).ok  # nothing changed since: the run is not touched
+    assert execute_study(out).ok  # nothing changed since: the run is not touched
     assert model.read_bytes() == second_model
     assert status_file.read_text(encoding="utf-8") == before

@@ -78,7 +78,7 @@ def test_output_ids_sort_and_are_bounded() -> None:
 def test_healthy_sources_only(uninterrupted, source) -> None:
     out, report, calls = uninterrupted
     expected = [output_case_id(s, k) for s in SOURCES for k in range(1, PER_CASE + 1)]
-    assert report.written == expected
+    assert report.done == expected
     assert report.skipped == [] and report.failed == []
     assert report.excluded == [("BDMAP_00000002", "liver has a tumor")]
     assert calls[0] == (0, 4) and calls[-1] == (4, 4)
@@ -89,7 +89,7 @@ def test_healthy_sources_only(uninterrupted, source) -> None:
 def test_cases_are_abdomenatlas_with_tumors_in_each_organ(uninterrupted, source) -> None:
     out, report, _ = uninterrupted
     index = index_dataset(out)
-    assert [case.case_id for case in index.cases] == report.written
+    assert [case.case_id for case in index.cases] == report.done
     for case in index.cases:
         source_id = case.case_id.split("_syn")[0]
         source_case = index_dataset(source).case(source_id)
@@ -116,9 +116,9 @@ def test_synthesis_csv_matches_the_written_tumors(uninterrupted) -> None:
         assert tuple(reader.fieldnames or ()) == CSV_COLUMNS
         rows = list(reader)
     assert [(r["case_id"], r["organ"]) for r in rows] == [
-        (case_id, organ) for case_id in report.written for organ in ("pancreas", "liver", "kidney")
+        (case_id, organ) for case_id in report.done for organ in ("pancreas", "liver", "kidney")
     ]
-    assert report.tumors == sum(1 for r in rows if not r["skipped"]) == len(rows)
+    assert report.details["tumors"] == sum(1 for r in rows if not r["skipped"]) == len(rows)
     for row in rows:
         assert row["source_id"] == row["case_id"].split("_syn")[0]
         assert row["tumor"] == "1"
@@ -172,7 +172,7 @@ def test_interrupted_then_rerun_equals_uninterrupted(uninterrupted, source, tmp_
 
     report = synthesize_dataset(source, out, ORGANS, PER_CASE, SEED)
     assert report.skipped == [first]
-    assert len(report.written) == 3
+    assert len(report.done) == 3
     assert tree_bytes(out) == tree_bytes(reference_out)
 
 
@@ -181,7 +181,7 @@ def test_rerun_skips_complete_cases(uninterrupted, source) -> None:
     before = tree_bytes(out)
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("ct.nii.gz")}
     report = synthesize_dataset(source, out, ORGANS, PER_CASE, SEED)
-    assert report.written == [] and len(report.skipped) == 4
+    assert report.done == [] and len(report.skipped) == 4
     assert tree_bytes(out) == before
     assert {p: p.stat().st_mtime_ns for p in out.rglob("ct.nii.gz")} == stamps
 
@@ -197,7 +197,7 @@ def test_a_changed_source_is_synthesized_again_and_reported(source, tmp_path) ->
     nib.save(nib.Nifti1Image(brighter, image.affine, image.header), str(ct))
     report = synthesize_dataset(copy, out, ORGANS, PER_CASE, SEED)
     redone = [output_case_id(SOURCES[1], k) for k in range(1, PER_CASE + 1)]
-    assert report.written == report.changed == redone
+    assert report.done == report.changed == redone
     assert report.skipped == [output_case_id(SOURCES[0], k) for k in range(1, PER_CASE + 1)]
 
 
@@ -206,7 +206,7 @@ def test_workers_give_identical_results_and_previews_on_rerun(uninterrupted, sou
     reference_out, _, _ = uninterrupted
     out = tmp_path / "parallel"
     report = synthesize_dataset(source, out, ORGANS, PER_CASE, SEED, workers=2)
-    assert len(report.written) == 4
+    assert len(report.done) == 4
     assert tree_bytes(out) == tree_bytes(reference_out)
     # --preview on a finished run draws the missing previews from the written files.
     report = synthesize_dataset(source, out, ORGANS, PER_CASE, SEED, preview=True)
@@ -239,9 +239,9 @@ def test_results_depend_on_the_case_id_not_on_the_other_cases(uninterrupted, sou
     assert tree_bytes(redrawn) == fresh
     # Another seed gives other tumors.
     other = synthesize_dataset(alone, tmp_path / "other", ORGANS, 1, SEED + 1)
-    assert other.written == [output_case_id(SOURCES[1], 1)]
-    assert (tmp_path / "other" / other.written[0] / "ct.nii.gz").read_bytes() != (
-        reference_out / other.written[0] / "ct.nii.gz"
+    assert other.done == [output_case_id(SOURCES[1], 1)]
+    assert (tmp_path / "other" / other.done[0] / "ct.nii.gz").read_bytes() != (
+        reference_out / other.done[0] / "ct.nii.gz"
     ).read_bytes()
 
 
@@ -257,7 +257,7 @@ def test_bad_cases_are_recorded_and_the_others_go_on(source, tmp_path) -> None:
     shutil.copyfile(source / SOURCES[0] / "segmentations" / "liver.nii.gz",
                     mismatch / "segmentations" / "liver.nii.gz")  # another case's grid
     report = synthesize_dataset(tree, tmp_path / "out", ["liver"], 1, SEED)
-    assert report.written == [output_case_id(s, 1) for s in SOURCES]
+    assert report.done == [output_case_id(s, 1) for s in SOURCES]
     failed = dict(report.failed)
     assert set(failed) == {"BDMAP_00000009", "BDMAP_00000010"}
     assert "liver.nii.gz" in failed["BDMAP_00000010"]

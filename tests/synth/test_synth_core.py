@@ -11,9 +11,8 @@ from scipy import ndimage
 
 from tests.synth.phantoms import load_phantom
 from tumorscale.io import Volume
-from tumorscale.sizes import equivalent_diameter_mm, size_bin
+from tumorscale.sizes import SIZE_CLASS_NAMES, equivalent_diameter_mm, size_class_of
 from tumorscale.synth import (
-    SIZE_CLASSES,
     NoRoom,
     SynthesisResult,
     TumorParams,
@@ -252,7 +251,7 @@ def test_in_place_mode_writes_into_the_inputs(phantom) -> None:
 
 def test_size_mix_is_respected() -> None:
     rng = np.random.default_rng(0)
-    counts = {name: 0 for name in SIZE_CLASSES}
+    counts = {name: 0 for name in SIZE_CLASS_NAMES}
     for _ in range(7000):
         counts[draw_size_class(rng)] += 1
     assert counts["small"] / 7000 == pytest.approx(4 / 7, abs=0.02)
@@ -269,7 +268,7 @@ def test_sampled_sizes_follow_the_mix_and_the_bins(phantom) -> None:
     drawn = [sample_params("liver", ct, masks, rng, size_mix=(4, 2, 1)) for _ in range(140)]
     params = [p for p in drawn if isinstance(p, TumorParams)]
     assert len(params) >= 130
-    share = {name: np.mean([p.size_class == name for p in params]) for name in SIZE_CLASSES}
+    share = {name: np.mean([p.size_class == name for p in params]) for name in SIZE_CLASS_NAMES}
     assert share["small"] == pytest.approx(4 / 7, abs=0.12)
     assert share["large"] == pytest.approx(1 / 7, abs=0.08)
     for p in params:
@@ -437,7 +436,7 @@ def test_bulging_pancreatic_tumors_keep_their_size_class(phantom, size) -> None:
         result = apply_tumor(params, ct, masks)
         achieved = result.records[0].achieved_diameter_mm
         assert achieved == pytest.approx(params.diameter_mm, rel=0.15)
-        assert size_bin(achieved) == size_bin(params.diameter_mm)
+        assert size_class_of(achieved) == size_class_of(params.diameter_mm)
 
 
 def test_non_canonical_arrays_work_too(phantom) -> None:

@@ -8,11 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.synth.phantoms import load_phantom
+from tumorscale.geometry import centre_signed_distance_mm
 from tumorscale.io import Volume
-from tumorscale.sizes import equivalent_diameter_mm, size_bin
+from tumorscale.sizes import equivalent_diameter_mm, size_class_of
 from tumorscale.synth import Host, NoRoom, family_of, polyp, sample_params, wall
 from tumorscale.synth.apply import crop_radius_for
-from tumorscale.synth.centerline import signed_distance_mm
 from tumorscale.synth.hollow import HOLLOW_KINDS
 from tumorscale.synth.phase_contrast import contrast_for
 from tumorscale.synth.reference import split_wall_lumen, wall_median_hu
@@ -23,9 +23,7 @@ from tumorscale.synth.types import (
     TumorParams,
     WallGeometry,
 )
-from tumorscale.synth.wall import wall_segment_coordinates
-
-BINS = {"small": "<20", "medium": "20-50", "large": ">50"}
+from tumorscale.synth.wall_shape import wall_segment_coordinates
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +88,7 @@ def test_wall_thickening_geometry(phantom, organ, size_class, seed):
     assert not (tumor & ctx.forbidden).any() and not (growth & ctx.forbidden).any()
     diameter = equivalent_diameter_mm(tumor.sum() * spacing.prod())
     assert diameter == pytest.approx(params.diameter_mm, rel=0.3)
-    assert size_bin(params.diameter_mm) == BINS[size_class]
+    assert size_class_of(params.diameter_mm).name == size_class
     # the tumor ends at soft tissue: colon 40-90, esophagus 40-80 HU absolute in the portal
     # venous phase (notes §7); the range per phase lives in phase_contrast
     low, high = contrast_for(organ, "wall_thickening", params.phase).absolute_hu
@@ -103,7 +101,7 @@ def test_wall_thickening_geometry(phantom, organ, size_class, seed):
     length = geometry.length_mm
     assert np.ptp(s[tumor]) == pytest.approx(length, rel=0.3)
     # wall thickness: inner depth below the organ surface in the middle of the segment
-    sd = signed_distance_mm(ctx.organ, spacing)
+    sd = centre_signed_distance_mm(ctx.organ, spacing)
     middle = tumor & (np.abs(s) < 0.25 * length)
     assert -sd[middle].min() == pytest.approx(geometry.inner_depth_mm, rel=0.3, abs=1.5)
     assert sd[middle].max() <= geometry.outward_mm * 1.3 + 2.0
@@ -165,7 +163,7 @@ def test_polyp_lies_in_the_lumen(phantom, size_class, seed):
     assert (tumor & lumen).sum() >= 0.6 * tumor.sum()
     diameter = equivalent_diameter_mm(tumor.sum() * np.prod(crop.spacing_mm))
     assert diameter == pytest.approx(params.diameter_mm, rel=0.3)
-    assert size_bin(diameter) == BINS[size_class]
+    assert size_class_of(diameter).name == size_class
 
 
 def test_same_record_same_arrays(phantom):

@@ -12,7 +12,7 @@ from scipy.special import erfc
 
 from tumorscale.phantom import PhantomOptions, write_cohort
 from tumorscale.synth.batch import CSV_NAME, synthesize_dataset
-from tumorscale.synth.qa import run_synth_qa, summarize_features
+from tumorscale.synth.qa import summarize_features, synth_qa
 from tumorscale.synth.qa_features import FEATURES, sphericity, tumor_features
 
 ORGAN_HU, OUTSIDE_HU, CONTRAST_HU, RADIUS_MM = 100.0, -100.0, -40.0, 10.0
@@ -150,8 +150,8 @@ def synthetic_cohort(tmp_path_factory) -> tuple[Path, list[dict]]:
 
 def test_report_of_a_tree_against_itself(reference_cohort, tmp_path) -> None:
     calls: list[tuple[int, int]] = []
-    report = run_synth_qa(reference_cohort, reference_cohort, tmp_path / "qa",
-                          progress=lambda done, total: calls.append((done, total)))
+    report = synth_qa(reference_cohort, reference_cohort, tmp_path / "qa",
+                      progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (4, 4)
     assert report.organs and not report.failed
     for name in ("qa_features.csv", "qa_summary.csv", "qa_summary.md"):
@@ -176,7 +176,7 @@ def test_report_of_a_tree_against_itself(reference_cohort, tmp_path) -> None:
 
 def test_synthetic_against_reference_tumors(reference_cohort, synthetic_cohort, tmp_path) -> None:
     synth, records = synthetic_cohort
-    report = run_synth_qa(synth, reference_cohort, tmp_path / "qa")
+    report = synth_qa(synth, reference_cohort, tmp_path / "qa")
     assert report.organs == ["liver", "kidney", "colon"]
     assert not report.failed
     for organ in report.organs:

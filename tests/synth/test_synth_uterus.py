@@ -8,11 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.synth.phantoms import load_phantom
+from tumorscale.geometry import depth_mm
 from tumorscale.io import Volume
-from tumorscale.sizes import equivalent_diameter_mm, size_bin
+from tumorscale.sizes import equivalent_diameter_mm, size_class_of
 from tumorscale.synth import Host, NoRoom, family_of, sample_params, uterus
 from tumorscale.synth.apply import crop_radius_for
-from tumorscale.synth.centerline import depth_mm, principal_axes
+from tumorscale.synth.centerline import principal_axes
 from tumorscale.synth.phase_contrast import contrast_for
 from tumorscale.synth.types import (
     Crop,
@@ -22,8 +23,6 @@ from tumorscale.synth.types import (
     TumorParams,
 )
 from tumorscale.synth.uterus import FIBROID_LOCATIONS, UTERUS_KINDS
-
-BINS = {"small": "<20", "medium": "20-50", "large": ">50"}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +72,7 @@ def check_common(params, crop, ctx, shape, size_class):
     assert not (tumor & ctx.forbidden).any()
     diameter = equivalent_diameter_mm(tumor.sum() * np.prod(crop.spacing_mm))
     assert diameter == pytest.approx(params.diameter_mm, rel=0.3)
-    assert size_bin(params.diameter_mm) == BINS[size_class]
+    assert size_class_of(params.diameter_mm).name == size_class
     return tumor
 
 

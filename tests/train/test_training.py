@@ -38,7 +38,8 @@ def test_tiny_model_learns_real_and_synthetic_tumors(training_cohort, tmp_path):
     assert last < 0.75 * first, (first, last)
     _, spec = load_model(result.model)
     assert spec.class_names == ("background", "pancreas_lesion", "kidney_lesion", "liver_lesion")
-    assert spec.target_spacing_mm == (3.0, 3.0, 3.0)
+    assert spec.preprocessing == config.data.preprocessing  # what training used, recorded
+    assert spec.preprocessing.spacing_mm == (3.0, 3.0, 3.0)
     log = (tmp_path / "run" / "log.csv").read_text(encoding="utf-8").splitlines()
     assert log[0].startswith("iteration,epoch,loss") and len(log) == 1 + 240 // 5
 

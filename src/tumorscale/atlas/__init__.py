@@ -1,5 +1,6 @@
 """AbdomenAtlas 2.0 datasets: layouts, case index, tumor status, instances, summary, checks."""
 
+from tumorscale.atlas.case import CaseData, load_case
 from tumorscale.atlas.check import check_case, check_dataset, has_errors
 from tumorscale.atlas.index import CaseEntry, DatasetIndex, OrganFiles, index_dataset
 from tumorscale.atlas.layout import CaseFiles, discover_cases
@@ -12,10 +13,11 @@ from tumorscale.atlas.lesions import (
 )
 from tumorscale.atlas.problems import Problem, Severity
 from tumorscale.atlas.summary import DatasetSummary, OrganSummary, summarize
-from tumorscale.sizes import SIZE_BINS_MM, equivalent_diameter_mm, size_bin
+from tumorscale.sizes import SIZE_CLASSES, SizeClass, equivalent_diameter_mm, size_class_of
 
 __all__ = [
-    "SIZE_BINS_MM",
+    "SIZE_CLASSES",
+    "CaseData",
     "CaseEntry",
     "CaseFiles",
     "DatasetIndex",
@@ -25,6 +27,7 @@ __all__ = [
     "OrganSummary",
     "Problem",
     "Severity",
+    "SizeClass",
     "TumorStatus",
     "check_case",
     "check_dataset",
@@ -35,6 +38,7 @@ __all__ = [
     "index_dataset",
     "instance_diameters_mm",
     "lesion_stats",
-    "size_bin",
+    "load_case",
+    "size_class_of",
     "summarize",
 ]

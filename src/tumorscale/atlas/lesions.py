@@ -15,14 +15,14 @@ from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-import cc3d
 import numpy as np
 
 from tumorscale.atlas.index import CaseEntry
-from tumorscale.cache import cache_dir
 from tumorscale.errors import InputFileError
 from tumorscale.io import read_mask_union, write_text_atomic
+from tumorscale.masks import label_components
 from tumorscale.sizes import equivalent_diameter_mm
+from tumorscale.user_cache import user_cache_dir
 from tumorscale.workers import process_pool
 
 CACHE_VERSION = 2
@@ -53,12 +53,9 @@ class LesionStats:
 
 def instance_diameters_mm(mask: np.ndarray, voxel_volume_mm3: float) -> tuple[float, ...]:
     """Equivalent diameters (mm, largest first) of the 26-connected components of a binary mask."""
-    labels, count = cc3d.connected_components(
-        mask.astype(bool, copy=False), connectivity=26, return_N=True
-    )
-    if count == 0:
+    _, voxel_counts = label_components(mask)
+    if voxel_counts.size == 0:
         return ()
-    voxel_counts = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     diameters = equivalent_diameter_mm(voxel_counts * voxel_volume_mm3)
     return tuple(float(d) for d in sorted(diameters, reverse=True))
 
@@ -73,7 +70,7 @@ def _cache_path(case: CaseEntry, organ: str, with_organ: bool) -> Path:
     files = case.organ(organ).lesions + masks + ((case.ct,) if case.ct else ())
     key = json.dumps([CACHE_VERSION, organ, with_organ, *[_file_identity(p) for p in files]])
     digest = hashlib.sha1(key.encode()).hexdigest()
-    return cache_dir("lesion-stats", digest[:2]) / f"{digest}.json"
+    return user_cache_dir("lesion-stats", digest[:2]) / f"{digest}.json"
 
 
 def _usable_cache_path(case: CaseEntry, organ: str, with_organ: bool) -> Path | None:

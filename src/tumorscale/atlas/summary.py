@@ -8,11 +8,11 @@ from pathlib import Path
 from tumorscale.atlas.index import DatasetIndex
 from tumorscale.atlas.lesions import LesionStats, TumorStatus
 from tumorscale.atlas.problems import Problem
-from tumorscale.sizes import SIZE_BINS_MM, size_bin
+from tumorscale.sizes import SIZE_CLASS_LABELS, size_class_of
 
 
 def _empty_bins() -> dict[str, int]:
-    return {name: 0 for name, _, _ in SIZE_BINS_MM}
+    return {label: 0 for label in SIZE_CLASS_LABELS}
 
 
 @dataclass
@@ -34,7 +34,7 @@ class OrganSummary:
         self.unknown += int(stats.status == TumorStatus.UNKNOWN)
         self.instances += stats.instances
         for diameter in stats.diameters_mm:
-            self.instances_by_size[size_bin(diameter)] += 1
+            self.instances_by_size[size_class_of(diameter).label] += 1
 
     def to_json(self) -> dict[str, object]:
         return {

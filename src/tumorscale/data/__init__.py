@@ -21,7 +21,7 @@ from tumorscale.data.cache import (
     structure_bit,
     structure_mask,
 )
-from tumorscale.data.preprocess import PreprocessReport, preprocess_case, preprocess_dataset
+from tumorscale.data.preprocess import preprocess_case, preprocess_dataset
 from tumorscale.data.resample import (
     resample_image,
     resample_labels,
@@ -41,7 +41,6 @@ __all__ = [
     "STRUCTURE_BITS",
     "CacheError",
     "CacheSettingsError",
-    "PreprocessReport",
     "PreprocessSettings",
     "PreprocessedCache",
     "preprocess_case",

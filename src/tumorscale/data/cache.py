@@ -10,7 +10,8 @@
 Arrays are chunked and compressed (blosc2 `.b2nd`) and opened memory-mapped, so a patch read
 decompresses only the blocks it touches. Intensities stay in HU (integer HU after resampling:
 rounding costs at most 0.5 HU, far below CT noise) so tumors can be synthesized on cached cases;
-the window and [0, 1] scaling of the settings are applied when patches are read.
+the window and [0, 1] scaling of the settings are applied when patches are read, by
+`tumorscale.preprocessing.scale_intensity`, the function prediction uses too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tumorscale.data.settings import PreprocessSettings
 from tumorscale.errors import InputFileError, TumorscaleError
 from tumorscale.io import Volume, atomic_path, write_text_atomic
 from tumorscale.organs import ORGANS, OTHER_STRUCTURES, TUMOR_ORGANS
+from tumorscale.preprocessing import scale_intensity  # the one intensity function
 
 SETTINGS_NAME = "settings.json"
 CASES_FOLDER = "cases"
@@ -118,15 +120,6 @@ class BitMask:
 def structure_mask(bits: np.ndarray, name: str) -> np.ndarray:
     """Boolean mask of one structure (e.g. 'liver', 'liver_lesion') from bit-packed structures."""
     return (bits & structure_bit(name)) != 0
-
-
-def scale_intensity(hu: np.ndarray, settings: PreprocessSettings) -> np.ndarray:
-    """HU clipped to the settings' window and (by default) scaled to [0, 1]; float32."""
-    low, high = settings.hu_clip
-    clipped = np.clip(hu.astype(np.float32, copy=False), low, high)
-    if not settings.scale_to_unit:
-        return clipped
-    return (clipped - np.float32(low)) * np.float32(1.0 / (high - low))
 
 
 def case_dir(root: Path, case_id: str) -> Path:
@@ -305,13 +298,13 @@ class PreprocessedCache:
         high = np.minimum(start_ + size_, image.shape)
         source = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
         if np.all(low == start_) and np.all(high == start_ + size_):
-            return scale_intensity(image[source], self.settings), bits[source]
+            return scale_intensity(image[source], self.settings.preprocessing), bits[source]
         out_image = np.full(tuple(size_), self.settings.pad_value, dtype=np.float32)
         out_bits = np.zeros(tuple(size_), dtype=BITS_DTYPE)
         if np.all(high > low):
             target = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(low, high, start_,
                                                                            strict=True))
-            out_image[target] = scale_intensity(image[source], self.settings)
+            out_image[target] = scale_intensity(image[source], self.settings.preprocessing)
             out_bits[target] = bits[source]
         return out_image, out_bits
 

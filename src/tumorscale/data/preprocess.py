@@ -6,9 +6,10 @@ into one uint64 bit volume (`tumorscale.data.cache.STRUCTURES`); organs and lesi
 sample of voxel locations; tumor status per organ comes from the lesion files at their original
 resolution (a lesion smaller than a resampled voxel keeps its case positive).
 
-Resumable: a case is rebuilt from scratch unless its `.complete` marker (written last) records
-the same source files (path, size, modification time); a crash mid-case leaves no marker.
-One run per cache folder at a time.
+Resumable: a case is rebuilt from scratch unless its `.complete` marker (`tumorscale.jobs`,
+written last) records the same source files (name, size, modification time) and the cache's
+format, and its outputs are intact; a crash mid-case leaves no marker. One run per cache folder
+at a time.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ import math
 import os
 import shutil
 import zlib
-from collections.abc import Callable, Iterable
-from concurrent.futures import as_completed
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -54,27 +53,26 @@ from tumorscale.io import (
     write_text_atomic,
 )
 from tumorscale.io.fingerprint import Fingerprint
+from tumorscale.jobs import (
+    JobReport,
+    Outcome,
+    Progress,
+    State,
+    Tally,
+    attempt,
+    marker_state,
+    run_cases,
+    write_marker,
+)
 from tumorscale.organs import TUMOR_ORGANS
 from tumorscale.synth.phase import HOST_STRUCTURES, KIDNEY_PARTS, estimate_scan_phase
 from tumorscale.workers import process_pool
 
-Progress = Callable[[str], None]
 LESION_NAMES = frozenset(LESION_STRUCTURES.values())
-
-
-@dataclass
-class PreprocessReport:
-    """What a `preprocess_dataset` run did (ids sorted): cases written, already complete, and
-    (case id, reason naming the file) for cases that could not be preprocessed."""
-
-    cache: Path
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
+OUTPUT_NAMES = (IMAGE_NAME, STRUCTURES_NAME, LOCATIONS_NAME, META_NAME)
+_MARKER_SETTINGS = {"format_version": FORMAT_VERSION}
+# What a bad case raises while it is preprocessed; anything else is a bug.
+_CASE_ERRORS = (TumorscaleError, OSError, ValueError, MemoryError, RuntimeError)
 
 
 # ----------------------------------------------------------------------------- one case
@@ -86,18 +84,15 @@ def source_signature(entry: CaseEntry) -> Fingerprint:
     return input_fingerprint(([entry.ct] if entry.ct else []) + entry.segmentation_files)
 
 
+def case_state(folder: Path, signature: Fingerprint) -> State:
+    """Whether `folder` holds a finished case made from files with `signature` (or one made
+    from files that changed since)."""
+    return marker_state(folder / COMPLETE_MARKER, signature, _MARKER_SETTINGS)
+
+
 def is_complete(folder: Path, signature: Fingerprint) -> bool:
     """True when `folder` holds a finished case made from files with `signature`."""
-    try:
-        marker = json.loads((folder / COMPLETE_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    names = (IMAGE_NAME, STRUCTURES_NAME, LOCATIONS_NAME, META_NAME)
-    return (
-        marker.get("format_version") == FORMAT_VERSION
-        and marker.get("source") == signature
-        and all((folder / name).is_file() for name in names)
-    )
+    return case_state(folder, signature) is State.COMPLETE
 
 
 def _structure_files(entry: CaseEntry) -> dict[Path, list[str]]:
@@ -231,7 +226,7 @@ def preprocess_case(entry: CaseEntry, folder: Path, settings: PreprocessSettings
     shutil.rmtree(folder, ignore_errors=True)  # stale temporaries of an interrupted run
     folder.mkdir(parents=True)
     ct = read_nifti(entry.ct, kind="image")
-    image = resample_image(ct, settings.spacing_mm)
+    image = resample_image(ct, settings.preprocessing.spacing_mm)
     new_shape = image.shape
     hu = np.clip(np.rint(image.array), -32768, 32767).astype(np.int16)
     del image
@@ -261,20 +256,16 @@ def preprocess_case(entry: CaseEntry, folder: Path, settings: PreprocessSettings
     with atomic_path(folder / LOCATIONS_NAME) as temporary, temporary.open("wb") as stream:
         np.savez_compressed(stream, **locations)
     write_text_atomic(folder / META_NAME, json.dumps(meta, indent=1) + "\n")
-    marker = {"format_version": FORMAT_VERSION, "source": signature}
-    write_text_atomic(folder / COMPLETE_MARKER, json.dumps(marker) + "\n")
+    outputs = [folder / name for name in OUTPUT_NAMES]
+    write_marker(folder / COMPLETE_MARKER, signature, _MARKER_SETTINGS, outputs)
     return meta
 
 
-def _run_case(entry: CaseEntry, folder: Path, settings: PreprocessSettings) -> str | None:
-    """Preprocess one case; the reason it failed (naming the file), or None."""
-    try:
-        preprocess_case(entry, folder, settings)
-    except TumorscaleError as error:
-        return str(error)
-    except (OSError, ValueError, MemoryError, RuntimeError) as error:
-        return f"{entry.folder}: {type(error).__name__}: {error}"
-    return None
+def _run_case(job: tuple[CaseEntry, Path, PreprocessSettings]) -> list[Outcome]:
+    """Preprocess one case; a failure's reason names the file."""
+    entry, folder, settings = job
+    return [attempt(entry.case_id, entry.folder, preprocess_case, entry, folder, settings,
+                    errors=_CASE_ERRORS)]  # fmt: skip
 
 
 def _init_worker(threads: int) -> None:
@@ -287,7 +278,7 @@ def _init_worker(threads: int) -> None:
 
 
 def _select(entries: list[CaseEntry], case_ids: Iterable[str] | None,
-            report: PreprocessReport) -> list[CaseEntry]:
+            report: JobReport) -> list[CaseEntry]:
     if case_ids is None:
         return entries
     wanted = set(case_ids)
@@ -304,53 +295,39 @@ def preprocess_dataset(
     progress: Progress | None = None,
     *,
     case_ids: Iterable[str] | None = None,
-) -> PreprocessReport:
+) -> JobReport:
     """Preprocess every case of an AbdomenAtlas dataset (or `case_ids`) into `cache_root`.
 
-    Cases already complete from unchanged files are skipped; bad cases are recorded in the
-    report and the others go on. `workers` > 1 runs cases in that many processes.
-    `progress(case_id)` is called once per case (done, skipped or failed), in the calling
-    process. Raises `CacheSettingsError` when the cache holds other settings, and `DatasetError`
-    when `data_root` is not a dataset.
+    Cases already complete from unchanged files are skipped (`report.changed`: cases made again
+    because their files changed); bad cases are recorded in the report and the others go on.
+    `workers` > 1 runs cases in that many processes. `progress(done, total)` counts cases
+    (done, skipped or failed), in the calling process. Raises `CacheSettingsError` when the
+    cache holds other settings, and `DatasetError` when `data_root` is not a dataset.
     """
     settings = settings or PreprocessSettings()
     index = index_dataset(data_root)
     root = init_cache(cache_root, settings)
-    report = PreprocessReport(root)
-    todo: list[CaseEntry] = []
-    for entry in _select(index.cases, case_ids, report):
-        complete = entry.ct is not None and is_complete(
-            case_dir(root, entry.case_id), source_signature(entry))
-        if complete:
+    report = JobReport(root)
+    todo: list[tuple[CaseEntry, Path, PreprocessSettings]] = []
+    selected = _select(index.cases, case_ids, report)
+    for entry in selected:
+        folder = case_dir(root, entry.case_id)
+        state = State.TODO
+        if entry.ct is not None:
+            state = case_state(folder, source_signature(entry))
+        if state is State.COMPLETE:
             report.skipped.append(entry.case_id)
-            if progress is not None:
-                progress(entry.case_id)
-        else:
-            todo.append(entry)
-    for case_id, error in _run_all(todo, root, settings, workers):
-        if error is None:
-            report.done.append(case_id)
-        else:
-            report.failed.append((case_id, error))
-        if progress is not None:
-            progress(case_id)
-    report.done.sort()
-    report.skipped.sort()
-    report.failed.sort()
-    return report
-
-
-def _run_all(todo: list[CaseEntry], root: Path, settings: PreprocessSettings,
-             workers: int) -> Iterable[tuple[str, str | None]]:
-    if workers <= 1 or len(todo) < 2:
-        for entry in todo:
-            yield entry.case_id, _run_case(entry, case_dir(root, entry.case_id), settings)
-        return
-    workers = min(workers, len(todo))
+            continue
+        if state is State.CHANGED:
+            report.changed.append(entry.case_id)
+        todo.append((entry, folder, settings))
+    tally = Tally(len(selected), progress)
+    tally.start(len(report.skipped))
+    workers = max(1, min(int(workers), len(todo)))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    # spawn: torch's OpenMP pool is not fork-safe once the parent has used it.
-    with process_pool(workers, _init_worker, (threads,), spawn=True) as pool:
-        futures = {pool.submit(_run_case, entry, case_dir(root, entry.case_id), settings):
-                   entry.case_id for entry in todo}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+
+    def pool(count: int):  # spawn: torch's OpenMP pool is not fork-safe once the parent used it
+        return process_pool(count, _init_worker, (threads,), spawn=True)
+
+    run_cases(todo, _run_case, report, tally, workers, pool)
+    return report.finish()

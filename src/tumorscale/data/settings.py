@@ -1,26 +1,33 @@
-"""What a preprocessed cache is made with: target spacing, intensity window, storage layout.
+"""What a preprocessed cache is made with: the preprocessing record and the storage layout.
 
 The settings are written once to `CACHE/settings.json`; a cache never mixes cases made with
-different settings (`tumorscale.data.cache.CacheSettingsError`).
+different settings (`tumorscale.data.cache.CacheSettingsError`). The file keeps its flat keys
+(`spacing_mm`, `hu_clip`, `scale_to_unit`, ...), so caches made before the preprocessing record
+existed open unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from tumorscale.preprocessing import UNIT_RANGE, Preprocessing
 
 # Bump when the on-disk layout or the meaning of a stored value changes.
 FORMAT_VERSION = 1
 CODECS: tuple[str, ...] = ("ZSTD", "LZ4", "LZ4HC", "BLOSCLZ", "ZLIB")
+# settings.json keys of the preprocessing record (the window was called hu_clip there).
+_RECORD_KEYS = ("spacing_mm", "hu_clip", "scale_to_unit", "intensity_range")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class PreprocessSettings:
-    """Settings of a preprocessed cache (sizes in mm, intensities in HU, shapes in voxels i, j, k).
+    """Settings of a preprocessed cache (shapes in voxels i, j, k).
 
-    spacing_mm: target voxel size per RAS axis; each case is resized so its field of view keeps
-      its extent and centre, so the stored spacing is within half a voxel over the extent of this.
-    hu_clip: intensity window applied when patches are read (the cache stores unclipped HU).
-    scale_to_unit: map the window to [0, 1] on read (else patches are clipped HU).
+    preprocessing: target spacing, HU window and intensity range (`tumorscale.preprocessing`).
+      Each case is resized to the spacing so its field of view keeps its extent and centre (the
+      stored spacing is within half a voxel over the extent of it); the cache stores unclipped
+      HU and the window and range are applied when patches are read.
     chunks, blocks: blosc2 chunk and block shapes; a patch read decompresses only the blocks
       it touches.
     codec, clevel: blosc2 compression codec and level.
@@ -28,11 +35,12 @@ class PreprocessSettings:
       max(min(n, locations_per_structure), ceil(n * locations_min_fraction)) voxels of a
       structure with n voxels (nnU-Net's rule).
     seed: seeds the location sampling (with the case id), so reruns are bit-identical.
+
+    The flat names of `settings.json` are accepted as keywords too: `spacing_mm`, `hu_clip`
+    (the HU window), `scale_to_unit` (False: no scaling) and `intensity_range`.
     """
 
-    spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
-    hu_clip: tuple[float, float] = (-175.0, 250.0)
-    scale_to_unit: bool = True
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     chunks: tuple[int, int, int] = (64, 64, 64)
     blocks: tuple[int, int, int] = (16, 16, 16)
     codec: str = "LZ4HC"
@@ -42,20 +50,30 @@ class PreprocessSettings:
     seed: int = 1234
     format_version: int = FORMAT_VERSION
 
+    def __init__(
+        self,
+        preprocessing: Preprocessing | None = None,
+        *,
+        spacing_mm: Any = None,
+        hu_clip: Any = None,
+        scale_to_unit: bool | None = None,
+        intensity_range: Any = None,
+        **storage: Any,
+    ) -> None:
+        record = (preprocessing or Preprocessing()).with_legacy(
+            spacing_mm=spacing_mm, hu_clip=hu_clip, intensity_range=intensity_range,
+            scale_to_unit=scale_to_unit,
+        )  # fmt: skip
+        object.__setattr__(self, "preprocessing", record)
+        for item in fields(self)[1:]:
+            object.__setattr__(self, item.name, storage.pop(item.name, item.default))
+        if storage:
+            raise TypeError(f"unknown preprocessing settings: {', '.join(sorted(storage))}")
+        self.__post_init__()
+
     def __post_init__(self) -> None:
-        spacing = self.spacing_mm
-        if isinstance(spacing, int | float):
-            spacing = (spacing, spacing, spacing)
-        spacing = tuple(float(v) for v in spacing)
-        if len(spacing) != 3 or not all(0 < v <= 50 for v in spacing):
-            raise ValueError(
-                f"spacing_mm must be three sizes in (0, 50] mm; got {self.spacing_mm!r}"
-            )
-        object.__setattr__(self, "spacing_mm", spacing)
-        low, high = (float(v) for v in self.hu_clip)
-        if not low < high:
-            raise ValueError(f"hu_clip must be (low, high) with low < high; got {self.hu_clip!r}")
-        object.__setattr__(self, "hu_clip", (low, high))
+        if not isinstance(self.preprocessing, Preprocessing):
+            raise TypeError(f"preprocessing must be a Preprocessing; got {self.preprocessing!r}")
         for name in ("chunks", "blocks"):
             shape = tuple(int(v) for v in getattr(self, name))
             if len(shape) != 3 or min(shape) < 1:
@@ -75,17 +93,27 @@ class PreprocessSettings:
     @property
     def pad_value(self) -> float:
         """The read value of air beyond the volume border: the window's low end after scaling."""
-        return 0.0 if self.scale_to_unit else self.hu_clip[0]
+        return self.preprocessing.pad_value
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready values (tuples as lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value
-                for key, value in asdict(self).items()}
+        """JSON-ready values (tuples as lists): the flat `settings.json` keys."""
+        record = self.preprocessing
+        values: dict[str, object] = {
+            "spacing_mm": list(record.spacing_mm),
+            "hu_clip": list(record.hu_window),
+            "scale_to_unit": record.intensity_range is not None,
+        }
+        if record.intensity_range not in (None, UNIT_RANGE):
+            values["intensity_range"] = list(record.intensity_range)
+        for item in fields(self)[1:]:
+            value = getattr(self, item.name)
+            values[item.name] = list(value) if isinstance(value, tuple) else value
+        return values
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> PreprocessSettings:
         """Settings from `to_dict` output; unknown keys are an error (a newer cache format)."""
-        known = {item.name for item in fields(cls)}
+        known = {*_RECORD_KEYS, *(item.name for item in fields(cls)[1:])}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown preprocessing settings: {', '.join(unknown)}")

@@ -26,6 +26,7 @@ from tumorscale.data.cache import (
     structure_bit,
 )
 from tumorscale.data.sampling import Shape3, random_start
+from tumorscale.geometry import margin_voxels
 from tumorscale.io import Volume
 from tumorscale.organs import ORGANS
 from tumorscale.synth import (
@@ -59,7 +60,7 @@ def region_box(
     centre: Sequence[int], patch_size: Shape3, margin_mm: float, spacing_mm: Sequence[float]
 ) -> tuple[Shape3, Shape3]:
     """(start, size) voxels of the region: the patch plus `margin_mm` per side, around `centre`."""
-    margin = np.ceil(margin_mm / np.asarray(spacing_mm, float)).astype(int)
+    margin = margin_voxels(margin_mm, spacing_mm)
     size = np.asarray(patch_size, int) + 2 * margin
     start = np.asarray(centre, int) - size // 2
     return tuple(int(v) for v in start), tuple(int(v) for v in size)  # type: ignore[return-value]
@@ -154,7 +155,7 @@ def synthesize_patch(
     locations = cache.foreground_locations(case_id, organ)
     centre = locations[int(rng.integers(len(locations)))]
     size_class = draw_size_class(rng, size_mix)
-    spacing = cache.settings.spacing_mm
+    spacing = cache.settings.preprocessing.spacing_mm
     start, size = region_box(centre, patch_size, max_reach_mm(organ, size_class), spacing)
     hu, bits = cache.read_region_hu(case_id, start, size)
     names = cache.case_meta(case_id)["synthesis_masks"]

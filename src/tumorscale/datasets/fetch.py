@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tumorscale.cache import cache_dir
 from tumorscale.errors import FetchError
+from tumorscale.user_cache import user_cache_dir
 
 Log = Callable[[str], None]
 
@@ -48,8 +48,8 @@ class SourceArchive:
 
 
 def default_cache() -> Path:
-    """Where downloads are kept: `tumorscale.cache.cache_dir("downloads")`."""
-    return cache_dir("downloads")
+    """Where downloads are kept: `tumorscale.cache.user_cache_dir("downloads")`."""
+    return user_cache_dir("downloads")
 
 
 def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:

@@ -23,13 +23,8 @@ import numpy as np
 
 from tumorscale.datasets.fetch import Log, SourceArchive, fetch_source_archive
 from tumorscale.errors import FetchError
-from tumorscale.io import (
-    check_same_grid,
-    content_fingerprint,
-    read_nifti,
-    write_nifti,
-    write_text_atomic,
-)
+from tumorscale.io import check_same_grid, read_nifti, write_nifti
+from tumorscale.jobs import MARKER_KEY, completed_marker, write_marker
 
 TOTALSEG_PACKAGE = "totalsegmentator"
 TOTALSEG_VERSION = "2.18.0"
@@ -208,14 +203,18 @@ def _case_files(case_dir: Path) -> list[Path]:
     return [case_dir / "ct.nii.gz", *sorted((case_dir / "segmentations").glob("*.nii.gz"))]
 
 
+_MARKER_INPUTS = {"archive_sha256": TOTALSEG_SDIST_SHA256}
+_MARKER_SETTINGS = {"format": 1, "task": CLASS_MAP_TASK}
+
+
 def _write_marker(case_dir: Path) -> None:
-    """What the case was made from (the pinned archive) and what it holds (size, mtime)."""
-    marker = {"archive_sha256": TOTALSEG_SDIST_SHA256,
-              "files": content_fingerprint(_case_files(case_dir))}  # fmt: skip
-    write_text_atomic(case_dir / MARKER_NAME, json.dumps(marker, indent=1))
+    """What the case was made from (the pinned archive) and what it holds (size, sha256)."""
+    write_marker(case_dir / MARKER_NAME, _MARKER_INPUTS, _MARKER_SETTINGS, _case_files(case_dir),
+                 hashed=True)  # fmt: skip
 
 
 def _marker(case_dir: Path) -> dict | None:
+    """The case's marker in any format (also one written by an older tumorscale), or None."""
     try:
         marker = json.loads((case_dir / MARKER_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -225,12 +224,13 @@ def _marker(case_dir: Path) -> dict | None:
 
 def is_complete_case(case_dir: Path) -> bool:
     """True when `case_dir` holds the example exactly as written from the pinned archive."""
-    marker = _marker(case_dir)
-    if marker is None or marker.get("archive_sha256") != TOTALSEG_SDIST_SHA256:
+    marker = completed_marker(case_dir / MARKER_NAME, _MARKER_INPUTS, _MARKER_SETTINGS)
+    if marker is None:
         return False
-    try:
-        return marker.get("files") == content_fingerprint(_case_files(case_dir))
-    except OSError:
+    listed = {name for name, *_ in marker[MARKER_KEY]["outputs"]}
+    try:  # a mask added by hand since is not part of the example
+        return listed == {str(p.relative_to(case_dir).as_posix()) for p in _case_files(case_dir)}
+    except (OSError, ValueError):
         return False
 
 
@@ -243,7 +243,7 @@ def fetch_example_ct(
     """Write TotalSegmentator's real example CT as `out/<case_id>/` in AbdomenAtlas 2.0 layout.
 
     Downloads the pinned `totalsegmentator` source archive from PyPI once (checksummed, kept in
-    `cache`, default `tumorscale.cache.cache_dir("downloads")`). Writes `ct.nii.gz` (int16 HU) and
+    `cache`, default `user_cache_dir("downloads")`). Writes `ct.nii.gz` (int16 HU) and
     `segmentations/<organ>.nii.gz` (uint8) for every non-empty structure with an AbdomenAtlas name;
     no lesion files (tumor status unknown). An existing complete case is left as it is. The case
     appears atomically: it is built in a hidden folder beside it and renamed into place.

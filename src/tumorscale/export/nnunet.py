@@ -20,15 +20,15 @@ import gzip
 import json
 import re
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from tumorscale.atlas import CaseEntry, index_dataset
-from tumorscale.errors import DatasetError, TumorscaleError
+from tumorscale.errors import DatasetError
 from tumorscale.io import (
     Geometry,
     atomic_path,
@@ -38,8 +38,19 @@ from tumorscale.io import (
     read_nifti,
     write_text_atomic,
 )
+from tumorscale.jobs import (
+    JobReport,
+    Outcome,
+    Progress,
+    State,
+    Tally,
+    attempt,
+    clear_marker,
+    marker_state,
+    run_cases,
+    write_marker,
+)
 from tumorscale.organs import ORGANS, TUMOR_ORGANS
-from tumorscale.workers import process_pool
 
 FORMAT_VERSION = 1
 FILE_ENDING = ".nii.gz"
@@ -49,36 +60,8 @@ DATASET_JSON = "dataset.json"
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SYNTHETIC_ID = re.compile(r"^(?P<source>.+)_syn\d{2}$")
 
-Progress = Callable[[int, int], None]
-
-
-@dataclass
-class ExportReport:
-    """What an `export_nnunet` run did (ids sorted).
-
-    written: cases exported by this run; skipped: cases already complete from an earlier run;
-    changed: cases exported again because their files changed since the earlier run;
-    failed: (case id, reason naming the file) for cases that could not be exported;
-    excluded: (case id, reason) for cases left out on purpose (unknown status, missing mask);
-    unknown_as_background: case id -> organs whose unknown status was exported as background.
-    """
-
-    folder: Path
-    labels: dict[str, int]
-    written: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    excluded: list[tuple[str, str]] = field(default_factory=list)
-    unknown_as_background: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def num_training(self) -> int:
-        return len(self.written) + len(self.skipped)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
+# The export's JobReport: `details` holds `labels` and
+# `unknown_as_background` (case id -> organs whose unknown status was exported as background)
 
 
 @dataclass(frozen=True)
@@ -199,32 +182,24 @@ def _paths(folder: Path, case_id: str) -> tuple[Path, Path, Path]:
     )
 
 
-def _signature(job: _CaseJob, labels: dict[str, int]) -> dict:
-    inputs = [job.ct, *[p for group in (*job.lesions, *job.masks) for p in group]]
-    return {
-        "format": FORMAT_VERSION,
-        "labels": labels,
-        "unknown": list(job.unknown),
-        "inputs": input_fingerprint(inputs),
-    }
+def _request(job: _CaseJob, labels: dict[str, int]) -> dict:
+    """The settings a case is exported with (its inputs are fingerprinted apart)."""
+    return {"format": FORMAT_VERSION, "labels": labels, "unknown": list(job.unknown)}
 
 
-def _state(folder: Path, job: _CaseJob, labels: dict[str, int]) -> str:
-    """'complete', 'changed' (exported from inputs that have changed since) or 'todo'."""
-    image, label, record = _paths(folder, job.case_id)
+def _inputs(job: _CaseJob) -> list:
+    return input_fingerprint(
+        [job.ct, *[p for group in (*job.lesions, *job.masks) for p in group]]
+    )
+
+
+def _state(folder: Path, job: _CaseJob, labels: dict[str, int]) -> State:
+    """COMPLETE, CHANGED (exported from inputs that have changed since) or TODO."""
     try:
-        stored = json.loads(record.read_text(encoding="utf-8"))
-        sizes_match = (
-            image.stat().st_size == stored["image_bytes"]
-            and label.stat().st_size == stored["label_bytes"]
-        )
-        signature = _signature(job, labels)
-        if sizes_match and stored["signature"] == signature:
-            return "complete"
-        same_request = {**stored["signature"], "inputs": None} == {**signature, "inputs": None}
-        return "changed" if same_request else "todo"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "todo"
+        inputs = _inputs(job)
+    except OSError:
+        return State.TODO
+    return marker_state(_paths(folder, job.case_id)[2], inputs, _request(job, labels))
 
 
 def label_map(job: _CaseJob, geometry: Geometry) -> np.ndarray:
@@ -268,32 +243,23 @@ def _write_label(label: np.ndarray, geometry: Geometry, target: Path) -> None:
         nib.save(image, str(temporary))
 
 
-def _export_case(job: _CaseJob, folder: Path, labels: dict[str, int]) -> str | None:
-    """Export one case; None on success, else the reason (naming the file) it failed."""
-    image, label_path, record = _paths(folder, job.case_id)
-    try:
-        signature = _signature(job, labels)
-        # every voxel is read (as `dataset check` does): a truncated or NaN CT must not be copied
-        read_nifti(job.ct, kind="image", canonical=False)
-        geometry = read_geometry(job.ct)
-        label = label_map(job, geometry)
-        _copy_image(job.ct, image)
-        _write_label(label, geometry, label_path)
-        stored = {
-            "signature": signature,
-            "image_bytes": image.stat().st_size,
-            "label_bytes": label_path.stat().st_size,
-        }
-        write_text_atomic(record, json.dumps(stored, indent=1))
-    except Exception as error:  # a batch records a broken case and goes on with the others
-        if isinstance(error, TumorscaleError):
-            return str(error)
-        return f"{job.ct.parent}: {type(error).__name__}: {error}"
-    return None
+def export_case(job: _CaseJob, folder: Path, labels: dict[str, int]) -> None:
+    """Export one case: image, label, then its completion marker."""
+    image, label_path, marker = _paths(folder, job.case_id)
+    clear_marker(marker)
+    inputs = _inputs(job)
+    # every voxel is read (as `dataset check` does): a truncated or NaN CT must not be copied
+    read_nifti(job.ct, kind="image", canonical=False)
+    geometry = read_geometry(job.ct)
+    label = label_map(job, geometry)
+    _copy_image(job.ct, image)
+    _write_label(label, geometry, label_path)
+    write_marker(marker, inputs, _request(job, labels), [image, label_path])
 
 
-def _export_job(job: tuple[_CaseJob, Path, dict[str, int]]) -> str | None:
-    return _export_case(*job)
+def _export_job(job: tuple[_CaseJob, Path, dict[str, int]]) -> list[Outcome]:
+    case = job[0]
+    return [attempt(case.case_id, case.ct.parent, export_case, *job)]
 
 
 # ----------------------------------------------------------------------------- the folder
@@ -339,10 +305,10 @@ def _synthetic_source(case_folder: Path, case_id: str) -> str | None:
 
 
 def _dataset_json(
-    report: ExportReport, jobs: Sequence[_CaseJob], roots: dict[str, Path | None],
+    report: JobReport, jobs: Sequence[_CaseJob], roots: dict[str, Path | None],
     organs: Sequence[str], organ_classes: bool,
 ) -> dict:
-    done = set(report.written) | set(report.skipped)
+    done = set(report.complete)
     exported = sorted((job for job in jobs if job.case_id in done), key=lambda job: job.case_id)
     synthetic_root = roots["synthetic"]
     synthetic = {
@@ -350,7 +316,7 @@ def _dataset_json(
     }
     return {
         "channel_names": {"0": "CT"},
-        "labels": report.labels,
+        "labels": report.details["labels"],
         "numTraining": len(exported),
         "file_ending": FILE_ENDING,
         "tumorscale": {
@@ -361,34 +327,9 @@ def _dataset_json(
             "organ_classes": organ_classes,
             "real_cases": [job.case_id for job in exported if not job.synthetic],
             "synthetic_cases": synthetic,  # synthetic case id -> healthy source case id
-            "unknown_as_background": report.unknown_as_background,
+            "unknown_as_background": report.details["unknown_as_background"],
         },
     }
-
-
-def _run(
-    todo: list[_CaseJob], folder: Path, labels: dict[str, int], workers: int,
-    report: ExportReport, progress: Progress | None, total: int,
-) -> None:
-    done = total - len(todo)
-    if progress is not None:
-        progress(done, total)
-    jobs = [(job, folder, labels) for job in todo]
-    parallel = workers > 1 and len(jobs) > 1
-    pool = process_pool(min(workers, len(jobs))) if parallel else None
-    results = pool.map(_export_job, jobs) if pool else map(_export_job, jobs)
-    try:
-        for job, failure in zip(todo, results, strict=True):
-            if failure is None:
-                report.written.append(job.case_id)
-            else:
-                report.failed.append((job.case_id, failure))
-            done += 1
-            if progress is not None:
-                progress(done, total)
-    finally:
-        if pool is not None:
-            pool.shutdown()
 
 
 def export_nnunet(
@@ -402,7 +343,7 @@ def export_nnunet(
     workers: int = 1,
     progress: Progress | None = None,
     unknown_as_background: bool = False,
-) -> ExportReport:
+) -> JobReport:
     """Write `out_root/DatasetXXX_Name/` (nnU-Net v2 raw format) from an AbdomenAtlas tree.
 
     Cases: every case of `data_root` and of `synthetic_root` (offline `synthesize_dataset`
@@ -410,7 +351,9 @@ def export_nnunet(
     (see the module docstring). Images keep the CT's exact geometry and bytes; labels are uint8 on
     the CT's grid. Reruns skip finished cases; a bad case is recorded in the report (its reason
     names the file) and the others go on. dataset.json is written last. Never writes inside the
-    source trees. Raises ValueError for bad arguments and `DatasetError` for an unusable folder.
+    source trees. `progress(done, total)` counts cases. The report's `out` is the dataset folder,
+    `details["labels"]` its labels. Raises ValueError for bad arguments and `DatasetError` for
+    an unusable folder.
     """
     selected = _selected_organs(organs)
     folder_name = dataset_folder_name(dataset_id, name)
@@ -425,19 +368,22 @@ def export_nnunet(
     labels = label_names(selected, organ_classes)
     jobs, excluded, failed = _plan(roots, selected, organ_classes, unknown_as_background)
     _prepare_folder(out_root, folder)
-    report = ExportReport(folder, labels, excluded=excluded, failed=failed)
+    report = JobReport(folder, excluded=excluded, failed=failed)
+    report.details.update(labels=labels, unknown_as_background={})
     todo = []
     for job in jobs:
         state = _state(folder, job, labels)
-        if state == "complete":
+        if state is State.COMPLETE:
             report.skipped.append(job.case_id)
             continue
-        if state == "changed":
+        if state is State.CHANGED:
             report.changed.append(job.case_id)
-        todo.append(job)
-    _run(todo, folder, labels, max(1, int(workers)), report, progress, len(jobs))
-    done = set(report.written) | set(report.skipped)
-    report.unknown_as_background = {
+        todo.append((job, folder, labels))
+    tally = Tally(len(jobs), progress)
+    tally.start(len(report.skipped))
+    run_cases(todo, _export_job, report, tally, max(1, int(workers)), ordered=True)
+    done = set(report.complete)
+    report.details["unknown_as_background"] = {
         job.case_id: list(job.unknown) for job in jobs if job.unknown and job.case_id in done
     }
     _remove_stale(folder, done)
@@ -446,9 +392,7 @@ def export_nnunet(
         selected, organ_classes,
     )
     write_text_atomic(folder / DATASET_JSON, json.dumps(meta, indent=2) + "\n")
-    for items in (report.written, report.skipped, report.failed, report.excluded):
-        items.sort()
-    return report
+    return report.finish()
 
 
 def _resolved(path: str | Path | None) -> Path | None:
@@ -458,7 +402,6 @@ def _resolved(path: str | Path | None) -> Path | None:
 __all__ = [
     "DATASET_JSON",
     "FILE_ENDING",
-    "ExportReport",
     "dataset_folder_name",
     "export_nnunet",
     "label_map",

@@ -1,5 +1,6 @@
 """Prediction: sliding-window inference with mirror TTA, back onto the CT, post-processing."""
 
+from tumorscale.infer.batch import predict_folder
 from tumorscale.infer.postprocess import (
     LesionSizes,
     PostprocessOptions,
@@ -35,6 +36,7 @@ __all__ = [
     "lesion_sizes",
     "mirror_combinations",
     "postprocess_lesions",
+    "predict_folder",
     "prepare_input",
     "resolve_device",
     "sliding_window_inference",

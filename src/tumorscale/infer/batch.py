@@ -11,8 +11,9 @@
 Probability maps live outside `segmentations/` so OUT stays a clean AbdomenAtlas tree that
 `tumorscale evaluate` and `tumorscale dataset check` read without unknown-file warnings.
 
-A case is finished when its record exists, names every output file, and carries the settings
-id of this run (model weights + every result-changing option); anything else is predicted again.
+A case is finished when its record (a `tumorscale.jobs` completion marker) exists, its output
+files are all there, and it carries this run's inputs and settings id (model weights + every
+result-changing option); anything else is predicted again.
 `predictions.csv` lists every finished case under OUT with this run's settings id, so a rerun
 (or a later run on other inputs into the same OUT) still lists every case.
 
@@ -28,35 +29,42 @@ import hashlib
 import json
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 
 from tumorscale import __version__
-from tumorscale.atlas import CaseEntry, index_dataset
-from tumorscale.atlas.layout import CT_NAMES
 from tumorscale.errors import DatasetError, InputFileError, TumorscaleError
-from tumorscale.infer.predictor import CasePrediction, Predictor, tumor_organs
-from tumorscale.io import (
-    Volume,
-    input_fingerprint,
-    read_dicom_series,
-    read_mask_union,
-    read_nifti,
-    write_csv_atomic,
-    write_nifti,
-    write_text_atomic,
+from tumorscale.infer.inputs import (  # re-exported: where callers found them before
+    DEFAULT_DICOM,
+    DicomOptions,
+    InputCase,
+    InputKind,
+    LoadedCase,
+    discover_inputs,
+    load_case,
+    read_ct,
 )
-from tumorscale.io.dicom import UnevenSlices
+from tumorscale.infer.predictor import CasePrediction, Predictor, tumor_organs
+from tumorscale.io import write_csv_atomic, write_nifti, write_text_atomic
 from tumorscale.io.fingerprint import Fingerprint
+from tumorscale.jobs import (
+    JobReport,
+    Progress,
+    State,
+    Tally,
+    clear_marker,
+    marker_state,
+    outputs_intact,
+    read_marker,
+    write_marker,
+)
 from tumorscale.models.compute import bf16_runs_on
-from tumorscale.organs import ORGANS, nifti_stem
+from tumorscale.organs import ORGANS
 
 FORMAT_VERSION = 1
 RECORD_NAME = ".prediction.json"
@@ -73,115 +81,17 @@ CSV_COLUMNS = (
     "max_probability",
 )
 
-Progress = Callable[[int, int], None]
-InputKind = Literal["nifti", "dicom"]
 
 # What a bad input, a failed prediction or a failed write raises; anything else is a bug.
 _CASE_ERRORS = (TumorscaleError, ValueError, OSError, RuntimeError, MemoryError)
 
 
-@dataclass(frozen=True)
-class InputCase:
-    """One CT to predict: a NIfTI file or a DICOM series folder, and its organ mask files."""
-
-    case_id: str
-    path: Path
-    kind: InputKind
-    organ_masks: dict[str, tuple[Path, ...]] = field(default_factory=dict)
-
-    def fingerprint(self, with_masks: bool) -> Fingerprint:
-        """What a prediction of this case is made from: the CT (or series) and, when used, the
-        organ masks. Raises InputFileError or OSError when a file is missing."""
-        if self.kind == "nifti" and not self.path.is_file():
-            what = "is a folder, expected a NIfTI file" if self.path.is_dir() else "CT not found"
-            raise InputFileError(self.path, what)
-        masks = [p for organ in sorted(self.organ_masks) for p in self.organ_masks[organ]]
-        return input_fingerprint([self.path, *(masks if with_masks else [])])
-
-
-@dataclass
-class PredictReport:
-    """What a `predict_folder` run did (case ids in input order).
-
-    done: predicted and written by this run; skipped: already finished with the same settings
-    from the same inputs; changed: finished earlier from inputs that have changed since (a new
-    CT or mask), so predicted again (also in `done` once written); failed: (case id, reason
-    naming the file); other_settings: finished cases under OUT made with other settings and not
-    predicted again here (left out of predictions.csv).
-    """
-
-    out: Path
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    other_settings: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # e.g. DICOM slices resampled
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    @property
-    def csv_path(self) -> Path:
-        return self.out / CSV_NAME
-
-
-# ----------------------------------------------------------------------------- discovery
-
-
-def _is_nifti(path: Path) -> bool:
-    return nifti_stem(path.name) is not None
-
-
-def _atlas_case(entry: CaseEntry) -> InputCase:
-    """The case; without a CT, the path where it should be (so that the case is reported)."""
-    masks = {organ: files.masks for organ, files in entry.organs.items() if files.masks}
-    return InputCase(entry.case_id, entry.ct or entry.folder / CT_NAMES[0], "nifti", masks)
-
-
-def _nifti_case(path: Path) -> InputCase:
-    """`BDMAP_x/ct.nii.gz` is case `BDMAP_x` (with that folder's organ masks); `scan.nii.gz`
-    is case `scan`."""
-    if path.name in CT_NAMES:
-        folder = path.parent
-        entries = index_dataset(folder, read_headers=False).cases
-        if len(entries) == 1 and entries[0].ct == path:
-            return _atlas_case(entries[0])
-        return InputCase(folder.resolve().name, path, "nifti")
-    stem = nifti_stem(path.name)
-    assert stem is not None
-    return InputCase(stem, path, "nifti")
-
-
-def _has_dicom_series(folder: Path) -> bool:
-    return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
-
-
-def discover_inputs(input_path: str | Path) -> list[InputCase]:
-    """The cases of IN: one NIfTI file, one DICOM series folder, or every case with a CT of an
-    AbdomenAtlas tree (either layout). Raises `DatasetError` naming IN when it is none of these.
-    """
-    path = Path(input_path)
-    if not path.exists():
-        raise DatasetError(path, "input not found")
-    if path.is_file():
-        if not _is_nifti(path):
-            raise InputFileError(path, "not a NIfTI file (.nii or .nii.gz)")
-        return [_nifti_case(path)]
-    try:
-        entries = index_dataset(path, read_headers=False).cases
-    except DatasetError:
-        entries = []
-    if any(entry.ct is not None for entry in entries):  # CT-less cases are reported, not dropped
-        return [_atlas_case(entry) for entry in entries]
-    if _has_dicom_series(path):
-        return [InputCase(path.resolve().name, path, "dicom")]
-    raise DatasetError(
-        path,
-        "no CT found: expected a NIfTI file, a DICOM series folder, or an AbdomenAtlas folder "
-        "(BDMAP_*/ct.nii.gz or ct/BDMAP_*/ct.nii.gz)",
-    )
+# What `predict_folder` returns (case ids in input order): `done` predicted and written by this
+# run; `skipped` already finished with the same settings from the same inputs; `changed`
+# finished earlier from inputs that have changed since, so predicted again (also in `done` once
+# written); `failed` (case id, reason naming the file); `warnings` (e.g. DICOM slices
+# resampled); `details["other_settings"]`: finished cases under OUT made with other settings and
+# not predicted again here (left out of predictions.csv).
 
 
 # ----------------------------------------------------------------------------- settings
@@ -249,16 +159,11 @@ def output_files(case_id: str, organs: Iterable[str], probabilities: bool) -> li
 
 
 def read_record(out: Path, case_id: str) -> dict[str, Any] | None:
-    """A case's completion record, or None when it is missing, unreadable or its files are not
-    all there (a crash between files and record, or a file removed by hand)."""
+    """A case's completion record, or None when it is missing, unreadable, of an older format,
+    or its files are not all there (a crash between files and record, or a file removed)."""
     path = case_folder(out, case_id) / RECORD_NAME
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("format") != FORMAT_VERSION:
-        return None
-    if not all((out / name).is_file() for name in record.get("files", [])):
+    record = read_marker(path)
+    if record is None or not outputs_intact(path, record):
         return None
     return record
 
@@ -277,15 +182,14 @@ def _plain(value: Any) -> Any:
 
 
 def case_record(
-    case: InputCase, prediction: CasePrediction, settings_id: str, files: Sequence[str],
-    inputs: Fingerprint,
+    case: InputCase, prediction: CasePrediction, settings_id: str, files: Sequence[str]
 ) -> dict[str, Any]:
+    """The job's own part of a case's record (rows, files, per-organ post-processing)."""
     return _plain(
         {
             "format": FORMAT_VERSION,
             "case_id": case.case_id,
             "input": str(case.path),
-            "inputs": inputs,
             "settings_id": settings_id,
             "files": list(files),
             "rows": [{"case_id": case.case_id, **row} for row in prediction.organ_rows()],
@@ -324,47 +228,6 @@ def write_predictions_csv(out: Path, settings_id: str) -> list[str]:
 # ----------------------------------------------------------------------------- one case
 
 
-@dataclass
-class LoadedCase:
-    case: InputCase
-    ct: Volume
-    organ_masks: dict[str, np.ndarray] | None
-
-
-@dataclass(frozen=True)
-class DicomOptions:
-    """How DICOM inputs are read: which series (when a folder holds several), and what to do
-    with gaps or uneven slice spacing ('error', or 'resample' with a warning in the report)."""
-
-    series_id: str | None = None
-    uneven_slices: UnevenSlices = "error"
-
-
-def read_ct(
-    case: InputCase, dicom: DicomOptions = DicomOptions(),
-    on_warning: Callable[[str], None] | None = None,
-) -> Volume:
-    if case.kind == "dicom":
-        return read_dicom_series(case.path, dicom.series_id, dicom.uneven_slices, on_warning)
-    return read_nifti(case.path, kind="image")
-
-
-def load_case(
-    case: InputCase, organs: Sequence[str], with_masks: bool,
-    dicom: DicomOptions = DicomOptions(), on_warning: Callable[[str], None] | None = None,
-) -> LoadedCase:
-    """Read the CT (RAS) and, when asked, the organ masks the model's organs can use."""
-    ct = read_ct(case, dicom, on_warning)
-    if not with_masks:
-        return LoadedCase(case, ct, None)
-    masks = {
-        organ: read_mask_union(case.organ_masks[organ], case.path, ct.source, canonical=True).array
-        for organ in organs
-        if case.organ_masks.get(organ)
-    }
-    return LoadedCase(case, ct, masks or None)
-
-
 def write_case(
     out: Path, case: InputCase, prediction: CasePrediction, settings_id: str, inputs: Fingerprint
 ) -> None:
@@ -385,9 +248,14 @@ def write_case(
                 folder / PROBABILITY_FOLDER / f"{name}_probability.nii.gz",
                 dtype=np.float32,
             )
-    record = case_record(case, prediction, settings_id, files, inputs)
-    text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False)
-    write_text_atomic(case_folder(out, case.case_id) / RECORD_NAME, text + "\n")
+    record = case_record(case, prediction, settings_id, files)
+    outputs = [out / name for name in files]
+    write_marker(case_folder(out, case.case_id) / RECORD_NAME, inputs,
+                 _marker_settings(settings_id), outputs, payload=record)  # fmt: skip
+
+
+def _marker_settings(settings_id: str) -> dict[str, str]:
+    return {"settings_id": settings_id}
 
 
 def _reason(case: InputCase, error: BaseException, action: str) -> str:
@@ -411,14 +279,15 @@ class _Pipeline:
         organ_masks: bool,
         workers: int,
         settings_id: str,
-        report: PredictReport,
-        tick: Callable[[], None],
+        report: JobReport,
+        tally: Tally,
         fingerprints: dict[str, Fingerprint],
         dicom: DicomOptions,
     ) -> None:
         self.out, self.predictor, self.organ_masks = out, predictor, organ_masks
         self.fingerprints, self.dicom = fingerprints, dicom
-        self.workers, self.settings_id, self.report, self.tick = workers, settings_id, report, tick
+        self.workers, self.settings_id = workers, settings_id
+        self.report, self.tally = report, tally
         self.organs = tuple(tumor_organs(predictor.spec))
         self.readers = ThreadPoolExecutor(workers, thread_name_prefix="tumorscale-read")
         self.writers = ThreadPoolExecutor(workers, thread_name_prefix="tumorscale-write")
@@ -478,11 +347,11 @@ class _Pipeline:
             folder = case_folder(self.out, case.case_id)
             return self._failed(case, _reason(case, error, f"cannot write {folder}"))
         self.report.done.append(case.case_id)
-        self.tick()
+        self.tally.tick()
 
     def _failed(self, case: InputCase, reason: str) -> None:
         self.report.failed.append((case.case_id, reason))
-        self.tick()
+        self.tally.tick()
 
 
 def _check_ids(cases: Sequence[InputCase]) -> None:
@@ -508,8 +377,8 @@ def predict_folder(
     workers: int = 1,
     progress: Progress | None = None,
     model_path: str | Path | None = None,
-    dicom: DicomOptions = DicomOptions(),
-) -> PredictReport:
+    dicom: DicomOptions = DEFAULT_DICOM,
+) -> JobReport:
     """Predict every case of IN into the AbdomenAtlas tree OUT (see the module docstring).
 
     organ_masks: pass each case's organ masks from IN (union of a organ's mask files, on the CT's
@@ -527,7 +396,7 @@ def predict_folder(
     settings = run_settings(predictor, organ_masks, model_path)
     settings_id = settings["settings_id"]
     write_text_atomic(out / SETTINGS_NAME, json.dumps(_plain(settings), indent=2) + "\n")
-    report = PredictReport(out)
+    report = JobReport(out)
     pending, fingerprints = [], {}
     for case in cases:
         try:
@@ -535,30 +404,48 @@ def predict_folder(
         except (InputFileError, OSError) as error:
             report.failed.append((case.case_id, _reason(case, error, "cannot read")))
             continue
-        record = read_record(out, case.case_id)
-        same_settings = record is not None and record.get("settings_id") == settings_id
-        if same_settings and record.get("inputs") == fingerprints[case.case_id]:
+        marker = case_folder(out, case.case_id) / RECORD_NAME
+        state = marker_state(marker, fingerprints[case.case_id], _marker_settings(settings_id))
+        if state is State.COMPLETE:
             report.skipped.append(case.case_id)
             continue
-        if same_settings:
+        if state is State.CHANGED:
             report.changed.append(case.case_id)
-        # Unfinished until the new record lands: a crash mid-case never looks complete.
-        (case_folder(out, case.case_id) / RECORD_NAME).unlink(missing_ok=True)
+        clear_marker(marker)  # unfinished until the new record lands
         pending.append(case)
-    counter = {"done": len(report.skipped) + len(report.failed)}
-
-    def tick() -> None:
-        counter["done"] += 1
-        if progress is not None:
-            progress(counter["done"], len(cases))
-
-    if progress is not None:
-        progress(counter["done"], len(cases))
+    tally = Tally(len(cases), progress)
+    tally.start(len(report.skipped) + len(report.failed))
     pipeline = _Pipeline(
-        out, predictor, organ_masks, workers, settings_id, report, tick, fingerprints, dicom
+        out, predictor, organ_masks, workers, settings_id, report, tally, fingerprints, dicom
     )
     try:
         pipeline.run(pending)
     finally:
-        report.other_settings = write_predictions_csv(out, settings_id)
-    return report
+        others = report.details["other_settings"] = write_predictions_csv(out, settings_id)
+    if others:
+        report.warnings.append(f"{len(others)} case(s) in {out} were predicted with other "
+                               "settings; they are not in predictions.csv")  # fmt: skip
+    return report.finish(sort=False)
+
+
+__all__ = [
+    "CSV_NAME",
+    "DEFAULT_DICOM",
+    "RECORD_NAME",
+    "SETTINGS_NAME",
+    "DicomOptions",
+    "InputCase",
+    "InputKind",
+    "LoadedCase",
+    "case_record",
+    "discover_inputs",
+    "finished_records",
+    "load_case",
+    "predict_folder",
+    "read_ct",
+    "read_record",
+    "run_settings",
+    "weights_sha256",
+    "write_case",
+    "write_predictions_csv",
+]

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from tumorscale.metrics.bbox import bounding_box
-from tumorscale.metrics.detection import remove_small_components
-from tumorscale.metrics.lesions import label_components
+from tumorscale.geometry import grow_box
+from tumorscale.masks import bounding_box, label_components, remove_small_components
 from tumorscale.sizes import equivalent_diameter_mm
 
 _CUBE = np.ones((3, 3, 3), dtype=bool)  # 26-neighbourhood: "touching" includes corners
@@ -52,8 +51,7 @@ def keep_touching(mask: np.ndarray, organ: np.ndarray) -> np.ndarray:
     if box is None:
         return kept
     # One voxel of margin around the lesions is all the organ dilation can reach.
-    grown = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n))
-                  for s, n in zip(box, mask.shape, strict=True))
+    grown = grow_box(box, 1, mask.shape)
     labels, _ = label_components(mask[grown])
     near_organ = ndimage.binary_dilation(organ[grown].astype(bool, copy=False), _CUBE)
     touching = np.unique(labels[near_organ])

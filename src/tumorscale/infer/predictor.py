@@ -344,7 +344,7 @@ class Predictor:
             "window_batch_size": state.window_batch_size,
             "device": str(state.device),
             "bf16": self.bf16 and bf16_runs_on(state.device),
-            "target_spacing_mm": list(self.spec.target_spacing_mm),
+            "target_spacing_mm": list(self.spec.preprocessing.spacing_mm),
             "back_resampling": "trilinear on softmax probabilities, then argmax",
             "fallbacks": list(state.fallbacks),
             "min_radius_mm": self.postprocess.min_radius_mm,

@@ -2,8 +2,9 @@
 
 Forward (`prepare_input`): canonical RAS -> `data.resample.resample_image` to the model spacing
 (trilinear, same extent and centre) -> rounded to whole HU (the training cache stores int16 HU,
-so the network never saw fractional HU) -> clipped to the spec's HU window -> scaled linearly
-to its intensity range, with `data.cache.scale_intensity`'s arithmetic.
+so the network never saw fractional HU) -> clipped to the spec's HU window and scaled linearly
+to its intensity range by `tumorscale.preprocessing.scale_intensity`, the very function training
+applies to cached patches.
 
 Backward (`to_input_geometry`): class *probabilities* (softmax of the stitched logits) are
 resized trilinearly onto the CT's own RAS grid (the same align_corners=False geometry as the
@@ -23,9 +24,11 @@ import numpy as np
 import torch
 
 from tumorscale.data.resample import resample_image
+from tumorscale.geometry import spacing_of
 from tumorscale.io import Geometry, Volume
-from tumorscale.metrics.bbox import bounding_box, union_box
+from tumorscale.masks import bounding_box, union_box
 from tumorscale.models import ModelSpec
+from tumorscale.preprocessing import scale_intensity  # the one intensity function
 
 SLAB_ROWS = 16  # output X rows resized at a time: bounds temporaries to ~16 * C * Y * Z floats
 
@@ -34,7 +37,7 @@ SLAB_ROWS = 16  # output X rows resized at a time: bounds temporaries to ~16 * C
 class PreparedInput:
     """A CT ready for the network, and the grids needed to bring predictions back.
 
-    image: (X', Y', Z') float32 intensities on the model grid (RAS, spec.target_spacing_mm).
+    image: (X', Y', Z') float32 intensities on the model grid (RAS, spec.preprocessing.spacing_mm).
     model_affine: voxel-to-RAS affine of the model grid.
     input_shape / input_affine: the CT's canonical RAS grid (where outputs are returned).
     source: the CT's on-disk geometry (orientation, header) for writing outputs back.
@@ -62,27 +65,13 @@ class PreparedInput:
         return Volume(array, self.input_affine, self.source)
 
 
-def scale_intensity(hu: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """HU clipped to `spec.hu_window` and mapped linearly onto `spec.intensity_range`; float32.
-
-    For the default range (0, 1) this is bit-identical to `data.cache.scale_intensity`.
-    """
-    low, high = spec.hu_window
-    scaled = (np.clip(hu.astype(np.float32, copy=False), low, high) - np.float32(low))
-    scaled *= np.float32(1.0 / (high - low))
-    out_low, out_high = spec.intensity_range
-    if (out_low, out_high) != (0.0, 1.0):
-        scaled = scaled * np.float32(out_high - out_low) + np.float32(out_low)
-    return scaled
-
-
 def prepare_input(ct: Volume, spec: ModelSpec) -> PreparedInput:
     """The network input for `ct` (any orientation; HU): see the module docstring."""
     ras = ct if ct.orientation == "RAS" else ct.to_canonical()
-    resampled = resample_image(ras, spec.target_spacing_mm)
+    resampled = resample_image(ras, spec.preprocessing.spacing_mm)
     hu = np.rint(resampled.array)  # the training cache stores int16 HU
     return PreparedInput(
-        image=scale_intensity(hu, spec),
+        image=scale_intensity(hu, spec.preprocessing),
         model_affine=np.asarray(resampled.affine, dtype=float),
         input_shape=ras.shape,
         input_affine=np.asarray(ras.affine, dtype=float),
@@ -213,7 +202,7 @@ def model_grid_box(masks: Sequence[np.ndarray], prepared: PreparedInput,
     box = union_box(*(bounding_box(np.asarray(mask)) for mask in masks))
     if box is None:
         return None
-    spacing = np.linalg.norm(prepared.model_affine[:3, :3], axis=0)  # voxel sizes, any rotation
+    spacing = spacing_of(prepared.model_affine)
     slices = []
     for axis, (part, n, m) in enumerate(zip(box, prepared.input_shape, prepared.model_shape,
                                             strict=True)):

@@ -11,7 +11,7 @@ from tumorscale.io.fingerprint import content_fingerprint, input_fingerprint
 from tumorscale.io.grids import check_same_grid
 from tumorscale.io.masks import read_mask_union
 from tumorscale.io.nifti import read_geometry, read_nifti, validate_values, write_nifti
-from tumorscale.io.volume import GRID_TOLERANCE, Geometry, Volume, affines_match, spacing_of
+from tumorscale.io.volume import GRID_TOLERANCE, Geometry, Volume, affines_match
 
 __all__ = [
     "GRID_TOLERANCE",
@@ -26,7 +26,6 @@ __all__ = [
     "read_geometry",
     "read_mask_union",
     "read_nifti",
-    "spacing_of",
     "validate_values",
     "write_bytes_atomic",
     "write_csv_atomic",

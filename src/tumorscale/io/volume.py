@@ -8,6 +8,8 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations
 
+from tumorscale.geometry import spacing_of
+
 # Grids whose affines differ by less than this (mm, or unitless for direction cosines) are the same.
 GRID_TOLERANCE = 1e-3
 
@@ -38,11 +40,6 @@ class Geometry:
         return tuple(self.shape) == tuple(other.shape) and affines_match(
             self.affine, other.affine, tolerance
         )
-
-
-def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel size in mm along each array axis: the length of each affine column."""
-    return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
 
 
 def affines_match(a: np.ndarray, b: np.ndarray, tolerance: float = GRID_TOLERANCE) -> bool:

@@ -11,59 +11,20 @@ voxel left after post-processing", and an empty prediction is never positive.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from tumorscale.atlas.lesions import TumorStatus
-from tumorscale.metrics.bbox import Box, bounding_box
-from tumorscale.metrics.lesions import check_masks, check_spacing, label_components
-
-
-def _equivalent_radius_mm(volume_mm3: np.ndarray) -> np.ndarray:
-    return np.cbrt(3.0 * volume_mm3 / (4.0 * math.pi))
-
-
-def _kept_components(
-    mask: np.ndarray, spacing_mm: Sequence[float], min_radius_mm: float
-) -> tuple[Box | None, np.ndarray, np.ndarray, float]:
-    """Box of the mask, its labels, which labels (index 0 = background) survive, voxel volume."""
-    check_masks(mask)
-    voxel_volume_mm3 = math.prod(check_spacing(spacing_mm))
-    if not (math.isfinite(min_radius_mm) and min_radius_mm >= 0):
-        raise ValueError(f"min_radius_mm must be finite and >= 0, got {min_radius_mm}")
-    box = bounding_box(mask)
-    if box is None:
-        return None, np.zeros((0, 0, 0), np.uint32), np.zeros(1, bool), voxel_volume_mm3
-    labels, voxel_counts = label_components(mask[box])
-    radii = _equivalent_radius_mm(voxel_counts * voxel_volume_mm3)
-    keep = np.concatenate(([False], radii >= min_radius_mm))  # strictly below the radius: dropped
-    return box, labels, keep, voxel_volume_mm3
-
-
-def remove_small_components(
-    mask: np.ndarray, spacing_mm: tuple[float, float, float], min_radius_mm: float = 3.0
-) -> np.ndarray:
-    """Boolean copy of a 3D mask (nonzero = tumor) without the 26-connected components whose
-    equivalent-sphere radius cbrt(3V/4π), V in mm³, is strictly below `min_radius_mm`."""
-    box, labels, keep, _ = _kept_components(mask, spacing_mm, min_radius_mm)
-    kept = np.zeros(mask.shape, dtype=bool)
-    if box is not None:
-        kept[box] = keep[labels]
-    return kept
+from tumorscale.masks import components_to_keep
 
 
 def predicted_tumor_volume_mm3(
     pred: np.ndarray, spacing_mm: tuple[float, float, float], min_radius_mm: float = 3.0
 ) -> float:
-    """Tumor volume (mm³) of a 3D prediction after `remove_small_components`."""
-    box, labels, keep, voxel_volume_mm3 = _kept_components(pred, spacing_mm, min_radius_mm)
-    if box is None:
-        return 0.0
-    voxel_counts = np.bincount(labels.ravel(), minlength=keep.size)
-    return float(voxel_counts[keep].sum() * voxel_volume_mm3)
+    """Tumor volume (mm³) of a 3D prediction after `masks.remove_small_components`."""
+    return components_to_keep(pred, spacing_mm, min_radius_mm).volume_mm3()
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ import numpy as np
 
 from tumorscale.atlas import CaseEntry, TumorStatus, index_dataset
 from tumorscale.errors import DatasetError, TumorscaleError
+from tumorscale.geometry import spacing_of
 from tumorscale.io import read_mask_union, write_csv_atomic, write_text_atomic
-from tumorscale.io.volume import Volume, spacing_of
+from tumorscale.io.volume import Volume
 from tumorscale.metrics.detection import predicted_tumor_volume_mm3
 from tumorscale.metrics.lesions import MatchRule, match_lesions
 from tumorscale.metrics.segmentation import (
@@ -29,7 +30,7 @@ from tumorscale.metrics.segmentation import (
 )
 from tumorscale.metrics.summary import markdown_summary, summarize_evaluation
 from tumorscale.organs import TUMOR_ORGANS
-from tumorscale.sizes import SIZE_BINS_MM
+from tumorscale.sizes import SIZE_CLASS_LABELS
 from tumorscale.workers import process_pool
 
 UNGROUPED = "all"
@@ -70,7 +71,7 @@ class CaseJob:
 
 
 def _size_columns() -> list[str]:
-    labels = [label for label, _, _ in SIZE_BINS_MM]
+    labels = list(SIZE_CLASS_LABELS)
     return [f"{kind}_lesions_{label}" for label in labels for kind in ("truth", "detected")]
 
 

@@ -16,11 +16,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-import cc3d
 import numpy as np
 
-from tumorscale.metrics.bbox import bounding_box, union_box
-from tumorscale.sizes import SIZE_BINS_MM, equivalent_diameter_mm, size_bin
+from tumorscale.masks import (
+    bounding_box,
+    check_masks,
+    check_spacing,
+    label_components,
+    union_box,
+)
+from tumorscale.sizes import SIZE_CLASS_LABELS, equivalent_diameter_mm, size_class_of
 
 
 class MatchRule(str, Enum):
@@ -29,37 +34,6 @@ class MatchRule(str, Enum):
     ANY = "any"  # any voxel overlap
     IOU_0_1 = "iou>=0.1"  # PI-CAI (picai_eval default): IoU >= 0.1
     IOU_0_5 = "iou>0.5"  # LiTS detect_lesions: IoU > 0.5, strict
-
-
-def check_spacing(spacing_mm: Sequence[float]) -> tuple[float, float, float]:
-    """Voxel spacing as three floats (mm); ValueError unless all are positive and finite."""
-    spacing = tuple(float(s) for s in spacing_mm)
-    if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"spacing_mm must be three positive finite values, got {spacing_mm}")
-    return spacing  # type: ignore[return-value]
-
-
-def check_masks(*masks: np.ndarray) -> None:
-    """ValueError unless every mask is 3D and all have the same shape."""
-    if any(mask.ndim != 3 for mask in masks):
-        raise ValueError(f"masks must be 3D, got shapes {[mask.shape for mask in masks]}")
-    if len({mask.shape for mask in masks}) > 1:
-        raise ValueError(f"masks differ in shape: {[mask.shape for mask in masks]}")
-
-
-def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """26-connected labels (0 = background) and the voxel count of each label 1..N."""
-    # cc3d 4.1 fails on line-shaped arrays (two axes of length 1): pad those axes, then crop.
-    pad = [(1, 1) if size == 1 else (0, 0) for size in mask.shape]
-    padded = np.pad(mask.astype(bool, copy=False), pad) if any(p != (0, 0) for p in pad) else mask
-    labels, count = cc3d.connected_components(
-        padded.astype(bool, copy=False), connectivity=26, return_N=True
-    )
-    labels = labels[
-        tuple(slice(low, low + size) for (low, _), size in zip(pad, mask.shape, strict=True))
-    ]
-    voxel_counts = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    return labels, voxel_counts
 
 
 def _pair_matches(rule: MatchRule, intersection: np.ndarray, union: np.ndarray) -> np.ndarray:
@@ -87,9 +61,9 @@ def _f1(n_truth: int, n_pred: int, recall: float | None, precision: float | None
 
 
 def _count_by_size(diameters_mm: np.ndarray, detected: np.ndarray) -> dict[str, tuple[int, int]]:
-    counts = {name: [0, 0] for name, _, _ in SIZE_BINS_MM}
+    counts = {label: [0, 0] for label in SIZE_CLASS_LABELS}
     for diameter, hit in zip(diameters_mm, detected, strict=True):
-        entry = counts[size_bin(float(diameter))]
+        entry = counts[size_class_of(float(diameter)).label]
         entry[0] += int(hit)
         entry[1] += 1
     return {name: (hits, total) for name, (hits, total) in counts.items()}
@@ -170,7 +144,7 @@ class LesionMatch(_DetectionRates):
         return int(np.count_nonzero(self.pred_matched))
 
     def detected_by_size(self) -> dict[str, tuple[int, int]]:
-        """(detected, total) truth lesions per size bin of `sizes.SIZE_BINS_MM`, every bin."""
+        """(detected, total) truth lesions per size class label, every class."""
         return _count_by_size(self.truth_diameters_mm, self.truth_detected)
 
 
@@ -228,11 +202,11 @@ class LesionCounts(_DetectionRates):
     by_size: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # bin: (detected, total)
 
     def detected_by_size(self) -> dict[str, tuple[int, int]]:
-        """(detected, total) truth lesions per size bin, every bin of `sizes.SIZE_BINS_MM`."""
-        return {name: tuple(self.by_size.get(name, (0, 0))) for name, _, _ in SIZE_BINS_MM}
+        """(detected, total) truth lesions per size class label, every class."""
+        return {label: tuple(self.by_size.get(label, (0, 0))) for label in SIZE_CLASS_LABELS}
 
     def recall_by_size(self) -> dict[str, float | None]:
-        """T-Sen per size bin; None for a bin without truth lesions."""
+        """T-Sen per size class; None for a class without truth lesions."""
         return {name: _ratio(*counts) for name, counts in self.detected_by_size().items()}
 
     def to_dict(self) -> dict[str, object]:
@@ -251,7 +225,7 @@ class LesionCounts(_DetectionRates):
 
 def pool_lesion_matches(matches: Sequence[LesionMatch]) -> LesionCounts:
     """Sum lesion counts over cases (each lesion weighs the same, whatever its case)."""
-    by_size = {name: [0, 0] for name, _, _ in SIZE_BINS_MM}
+    by_size = {label: [0, 0] for label in SIZE_CLASS_LABELS}
     for match in matches:
         for name, (detected, total) in match.detected_by_size().items():
             by_size[name][0] += detected

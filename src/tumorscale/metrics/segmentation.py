@@ -12,7 +12,7 @@ from enum import Enum
 
 import numpy as np
 
-from tumorscale.metrics.bbox import bounding_box, union_box
+from tumorscale.masks import mask_overlap
 from tumorscale.metrics.surface import (
     Spacing,
     mean_surface_distance_mm,
@@ -59,12 +59,6 @@ class SegmentationScores:
         return row
 
 
-def dice(intersection: int, truth_count: int, pred_count: int) -> float | None:
-    """2|T∩P| / (|T|+|P|); None when both are empty."""
-    total = truth_count + pred_count
-    return None if total == 0 else 2.0 * intersection / total
-
-
 def _empty_case(truth_count: int, pred_count: int) -> EmptyCase:
     if truth_count == 0 and pred_count == 0:
         return EmptyCase.BOTH
@@ -89,10 +83,9 @@ def segmentation_scores(
         raise ValueError(f"masks must be 3-D and the same shape, got {truth.shape}, {pred.shape}")
     empty_policy = EmptyPolicy(empty_policy)
     truth, pred = truth.astype(bool, copy=False), pred.astype(bool, copy=False)
-    box = union_box(bounding_box(truth), bounding_box(pred))
+    overlap = mask_overlap(truth, pred)  # counted on the box around both masks
     voxel_mm3 = float(np.prod(spacing_mm))
-    truth_count = int(np.count_nonzero(truth[box])) if box else 0
-    pred_count = int(np.count_nonzero(pred[box])) if box else 0
+    truth_count, pred_count = overlap.truth_voxels, overlap.pred_voxels
     empty_case = _empty_case(truth_count, pred_count)
     volumes = {
         "truth_volume_mm3": truth_count * voxel_mm3,
@@ -109,10 +102,9 @@ def segmentation_scores(
             **volumes,
             **common,
         )
-    intersection = int(np.count_nonzero(truth[box] & pred[box]))
-    distances = surface_distances_in_box(truth, pred, box, spacing_mm)
+    distances = surface_distances_in_box(truth, pred, overlap.box, spacing_mm)
     return SegmentationScores(
-        dsc=dice(intersection, truth_count, pred_count),
+        dsc=overlap.dice,
         nsd=surface_dice(distances, tolerance_mm),
         hd95_mm=_finite_or_none(robust_hausdorff_mm(distances, 95.0)),
         msd_mm=_finite_or_none(mean_surface_distance_mm(distances)),

@@ -17,9 +17,9 @@ import numpy as np
 from tumorscale.atlas import TumorStatus
 from tumorscale.metrics.aggregate import bootstrap_ci, summarize
 from tumorscale.metrics.detection import patient_detection, roc_curve
-from tumorscale.sizes import SIZE_BINS_MM
+from tumorscale.sizes import SIZE_CLASS_LABELS
 
-ALL_ORGANS = "all organs"
+ALL_ORGANS = "all organs"  # the pooled selection: its name in summaries, study fits, reports
 Row = dict[str, object]
 
 
@@ -110,7 +110,7 @@ def _lesion_summary(columns: _Columns, seed: int, resamples: int) -> dict[str, o
 
 def _t_sen_by_size(rows: Sequence[Row]) -> dict[str, dict[str, object]]:
     by_size = {}
-    for label, _, _ in SIZE_BINS_MM:
+    for label in SIZE_CLASS_LABELS:
         total = sum(_count(row, f"truth_lesions_{label}") for row in rows)
         detected = sum(_count(row, f"detected_lesions_{label}") for row in rows)
         by_size[label] = {"detected": detected, "total": total, "t_sen": _ratio(detected, total)}

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.spatial import cKDTree
 
-from tumorscale.metrics.bbox import Box, bounding_box, union_box
+from tumorscale.masks import Box, bounding_box, union_box
 from tumorscale.metrics.surfel_areas import surfel_area_table
 
 Spacing = tuple[float, float, float]

@@ -24,34 +24,67 @@ from tumorscale.io.atomic import atomic_path
 from tumorscale.models.factory import build_network, unwrap
 from tumorscale.models.presets import json_ready
 from tumorscale.organs import ORGANS
+from tumorscale.preprocessing import Preprocessing
 
 FORMAT = "tumorscale-model"
-FORMAT_VERSION = 1
+# 2: the spec's preprocessing is one nested record (`preprocessing`); version 1 files hold flat
+# `target_spacing_mm`, `hu_window` and `intensity_range` keys and load unchanged.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+LEGACY_PREPROCESSING_KEYS = ("target_spacing_mm", "hu_window", "intensity_range")
 
 
 class ModelFileError(InputFileError):
     """A model file that cannot be loaded (missing, corrupt, foreign or incompatible)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ModelSpec:
     """What a trained model is: network, classes, and the preprocessing its inputs need.
 
-    `class_names[i]` names output channel i; index 0 is always `background`. Intensities are
-    clipped to `hu_window` then scaled linearly to `intensity_range`; volumes are resampled to
-    `target_spacing_mm` (x, y, z in RAS). `patch_size_vox` is the training patch (voxels at the
+    `class_names[i]` names output channel i; index 0 is always `background`. `preprocessing`
+    is the record training used (`tumorscale.preprocessing.Preprocessing`): volumes are
+    resampled to its spacing (x, y, z in RAS), intensities clipped to its HU window then scaled
+    linearly to its intensity range. `patch_size_vox` is the training patch (voxels at the
     target spacing), also the default sliding-window size.
+
+    The flat names of model files written before the record existed are accepted as keywords
+    too: `target_spacing_mm`, `hu_window`, `intensity_range`.
     """
 
     network: str
     class_names: tuple[str, ...]
     network_overrides: Mapping[str, Any] = field(default_factory=dict)
     in_channels: int = 1
-    target_spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
-    hu_window: tuple[float, float] = (-175.0, 250.0)
-    intensity_range: tuple[float, float] = (0.0, 1.0)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     patch_size_vox: tuple[int, int, int] = (96, 96, 96)
     tumorscale_version: str = __version__
+
+    def __init__(
+        self,
+        network: str,
+        class_names: Sequence[str],
+        *,
+        network_overrides: Mapping[str, Any] | None = None,
+        in_channels: int = 1,
+        preprocessing: Preprocessing | None = None,
+        patch_size_vox: Sequence[int] = (96, 96, 96),
+        tumorscale_version: str = __version__,
+        target_spacing_mm: Any = None,
+        hu_window: Any = None,
+        intensity_range: Any = None,
+    ) -> None:
+        record = (preprocessing or Preprocessing()).with_legacy(
+            target_spacing_mm=target_spacing_mm, hu_window=hu_window,
+            intensity_range=intensity_range,
+        )  # fmt: skip
+        values = {"network": network, "class_names": class_names,
+                  "network_overrides": network_overrides or {}, "in_channels": in_channels,
+                  "preprocessing": record, "patch_size_vox": patch_size_vox,
+                  "tumorscale_version": tumorscale_version}  # fmt: skip
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         names = tuple(self.class_names)
@@ -62,16 +95,11 @@ class ModelSpec:
         if len(set(names)) != len(names):
             raise ValueError(f"class_names has duplicates: {names}")
         _check_plain_data(self.network_overrides, "network_overrides")
-        low, high = self.hu_window
-        if not low < high:
-            raise ValueError(f"hu_window must be (low, high) with low < high, got {self.hu_window}")
-        if min(self.target_spacing_mm) <= 0:
-            raise ValueError(f"target_spacing_mm must be positive, got {self.target_spacing_mm}")
+        if not isinstance(self.preprocessing, Preprocessing):
+            raise ValueError(f"preprocessing must be a Preprocessing, got {self.preprocessing!r}")
         # Normalise containers so specs compare equal after a save/load round trip.
         object.__setattr__(self, "class_names", names)
         object.__setattr__(self, "network_overrides", dict(self.network_overrides))
-        for name in ("target_spacing_mm", "hu_window", "intensity_range"):
-            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         object.__setattr__(self, "patch_size_vox", tuple(int(v) for v in self.patch_size_vox))
 
     @property
@@ -86,17 +114,26 @@ class ModelSpec:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (lists, not tuples) for model files and JSON."""
-        return json_ready(dataclasses.asdict(self))
+        """Plain data (lists, not tuples) for model files and JSON; the preprocessing record
+        is the nested `preprocessing` mapping."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["preprocessing"] = self.preprocessing.to_dict()
+        return json_ready(values)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
-        """Inverse of `to_dict`; unknown keys are an error (a newer or foreign spec)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        """Inverse of `to_dict`; also reads the flat `target_spacing_mm`, `hu_window` and
+        `intensity_range` of model files written before the preprocessing record. Unknown keys
+        are an error (a newer or foreign spec)."""
+        values = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)} | set(LEGACY_PREPROCESSING_KEYS)
+        unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown ModelSpec field(s) {unknown}")
-        return cls(**dict(data))
+        record = values.get("preprocessing")
+        if isinstance(record, Mapping):
+            values["preprocessing"] = Preprocessing.from_dict(record)
+        return cls(**values)
 
 
 def class_names_for(organs: Sequence[str], organ_classes: bool = False) -> tuple[str, ...]:
@@ -204,11 +241,12 @@ def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any
             "state dict or another tool's checkpoint?)",
         )
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise ModelFileError(
             path,
             f"model file format version {version} is not supported "
-            f"(this tumorscale reads version {FORMAT_VERSION})",
+            f"(this tumorscale reads versions {readable})",
         )
     missing = [key for key in ("spec", "state_dict") if key not in payload]
     if missing:

@@ -10,7 +10,7 @@ layout), `render` (partial-volume painting, correlated noise), `lesions` (refere
 
 from tumorscale.phantom.case import CaseMasks, PhantomCase, case_id, generate_phantom
 from tumorscale.phantom.cohort import COMPLETE_MARKER, MANIFEST_NAME, write_cohort
-from tumorscale.phantom.lesions import TumorRecord
+from tumorscale.phantom.lesions import ReferenceTumor
 from tumorscale.phantom.options import DEFAULT_ORIENTATIONS, PhantomOptions
 from tumorscale.phantom.tissues import MASK_FILES, STYLES
 
@@ -23,7 +23,7 @@ __all__ = [
     "CaseMasks",
     "PhantomCase",
     "PhantomOptions",
-    "TumorRecord",
+    "ReferenceTumor",
     "case_id",
     "generate_phantom",
     "write_cohort",

@@ -10,7 +10,7 @@ import numpy as np
 from tumorscale.io import Volume
 from tumorscale.organs import ORGANS, TUMOR_ORGANS
 from tumorscale.phantom.anatomy import build_anatomy
-from tumorscale.phantom.lesions import LESION_INDEX, TumorRecord, plan_tumors
+from tumorscale.phantom.lesions import LESION_INDEX, ReferenceTumor, plan_tumors
 from tumorscale.phantom.options import PhantomOptions
 from tumorscale.phantom.render import (
     ANATOMY_TO_RAS,
@@ -69,7 +69,7 @@ class PhantomCase:
     style: str
     ct: Volume
     masks: CaseMasks = field(repr=False)
-    tumors: tuple[TumorRecord, ...]
+    tumors: tuple[ReferenceTumor, ...]
     noise_sd_hu: float
     hu: dict[str, float] = field(repr=False)
 

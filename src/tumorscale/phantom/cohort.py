@@ -9,13 +9,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from tumorscale.io import Volume, content_fingerprint, write_nifti, write_text_atomic
+from tumorscale.errors import TumorscaleError
+from tumorscale.io import Volume, write_nifti, write_text_atomic
+from tumorscale.jobs import (
+    JobReport,
+    Outcome,
+    Progress,
+    Tally,
+    attempt,
+    clear_marker,
+    completed_marker,
+    run_cases,
+    write_marker,
+)
 from tumorscale.phantom.case import case_id, generate_phantom
 from tumorscale.phantom.options import PhantomOptions
 
@@ -30,22 +41,10 @@ def _signature(seed: int, index: int, options: PhantomOptions) -> dict:
 
 
 def _completed_record(folder: Path, signature: dict) -> dict | None:
-    """The stored record of a case completed with the same signature, else None."""
-    marker = folder / COMPLETE_MARKER
-    try:
-        stored = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if stored.get("signature") != signature:
-        return None
-    record = stored.get("record", {})
-    try:  # a file replaced or edited by hand since: generated again
-        unchanged = content_fingerprint(_outputs(folder, record.get("files", []))) == stored.get(
-            "outputs"
-        )
-    except OSError:  # a file is missing
-        return None
-    return record if unchanged else None
+    """The stored record of a case completed with the same signature and unchanged files (the
+    marker holds their sha256: a file replaced or edited by hand since is generated again)."""
+    marker = completed_marker(folder / COMPLETE_MARKER, None, signature)
+    return None if marker is None else marker.get("record")
 
 
 def _outputs(folder: Path, names: list[str]) -> list[Path]:
@@ -58,7 +57,7 @@ def write_case(folder: Path, seed: int, index: int, options: PhantomOptions) -> 
     segmentations = folder / "segmentations"
     segmentations.mkdir(parents=True, exist_ok=True)
     # Stale files of an earlier, different run of this case would break the layout.
-    (folder / COMPLETE_MARKER).unlink(missing_ok=True)
+    clear_marker(folder / COMPLETE_MARKER)
     for existing in segmentations.glob("*.nii.gz"):
         if existing.name.removesuffix(".nii.gz") not in case.masks:
             existing.unlink()
@@ -67,10 +66,15 @@ def write_case(folder: Path, seed: int, index: int, options: PhantomOptions) -> 
         mask = Volume(case.masks[name], case.ct.affine)
         write_nifti(mask, segmentations / f"{name}.nii.gz", dtype=np.uint8)
     record = {**case.record(), "files": sorted(case.masks)}
-    marker = {"signature": _signature(seed, index, options), "record": record,
-              "outputs": content_fingerprint(_outputs(folder, sorted(case.masks)))}  # fmt: skip
-    write_text_atomic(folder / COMPLETE_MARKER, json.dumps(marker, indent=1, sort_keys=True))
+    write_marker(folder / COMPLETE_MARKER, None, _signature(seed, index, options),
+                 _outputs(folder, sorted(case.masks)), hashed=True, payload={"record": record})
     return record
+
+
+def _make_case(job: tuple[Path, int, int, PhantomOptions]) -> list[Outcome]:
+    folder, seed, index, options = job
+    return [attempt(case_id(index), folder, write_case, folder, seed, index, options,
+                    errors=(TumorscaleError, OSError))]  # fmt: skip
 
 
 def write_cohort(
@@ -78,12 +82,14 @@ def write_cohort(
     cases: int,
     seed: int,
     options: PhantomOptions | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[str]:
-    """Write `cases` phantoms (ids BDMAP_00000001...) under `out`; returns the case ids.
+    progress: Progress | None = None,
+) -> JobReport:
+    """Write `cases` phantoms (ids BDMAP_00000001...) under `out`; returns the job's report
+    (`report.complete`: the ids of every case now in `out`).
 
     Cases already complete with the same seed and options are skipped (rerun after a crash to
-    finish). `progress(done, total)` is called after each case. The manifest is rewritten last.
+    finish); a case that cannot be written is recorded in the report and the others go on.
+    `progress(done, total)` counts cases. The manifest is rewritten last.
     """
     options = options or PhantomOptions()
     if not isinstance(cases, int | np.integer) or isinstance(cases, bool) or cases < 1:
@@ -92,17 +98,23 @@ def write_cohort(
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    records, ids = [], []
+    report = JobReport(out)
+    records: dict[str, dict] = {}
+    todo = []
     for index in range(1, int(cases) + 1):
         folder = out / case_id(index)
         record = _completed_record(folder, _signature(seed, index, options))
         if record is None:
-            record = write_case(folder, seed, index, options)
-        records.append(record)
-        ids.append(case_id(index))
-        if progress is not None:
-            progress(index, int(cases))
+            todo.append((folder, int(seed), index, options))
+        else:
+            records[case_id(index)] = record
+            report.skipped.append(case_id(index))
+    tally = Tally(int(cases), progress)
+    tally.start(len(report.skipped))
+    for outcome in run_cases(todo, _make_case, report, tally):
+        if outcome.error is None:
+            records[outcome.case_id] = outcome.value
     manifest = {"generator": "tumorscale.phantom", "format": FORMAT_VERSION, "seed": int(seed),
-                "options": asdict(options), "cases": records}
+                "options": asdict(options), "cases": [records[k] for k in sorted(records)]}
     write_text_atomic(out / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return ids
+    return report.finish()

@@ -2,7 +2,7 @@
 
 Independent of `tumorscale.synth` on purpose (it shares no code), so a synthesizer can be judged
 against tumors it did not make. Parameters are drawn first (`plan_tumors`), then turned into
-layers painted after the anatomy; each lesion is described by a `TumorRecord`.
+layers painted after the anatomy; each lesion is described by a `ReferenceTumor`.
 
 Per organ (portal-venous contrast relative to the organ's parenchyma, notes §6-§7):
 - pancreas: hypodense mass (≈ -40 HU), ill-defined edge, two thirds in the head; may bulge the
@@ -55,7 +55,7 @@ SECOND_ORGAN_PROBABILITY = 0.25
 
 
 @dataclass(frozen=True)
-class TumorRecord:
+class ReferenceTumor:
     """One reference tumor, as the manifest stores it (world RAS mm, HU)."""
 
     organ: str
@@ -81,7 +81,7 @@ class TumorRecord:
 class PlannedTumor:
     """A record plus everything needed to paint it."""
 
-    record: TumorRecord
+    record: ReferenceTumor
     shape: Implicit
     texture: Waves
     texture_hu: float
@@ -256,7 +256,7 @@ def _solid_tumor(rng, organ: str, anatomy: Anatomy, hu_table, avoid) -> PlannedT
     clip = {"liver": anatomy.solid[T.LIVER], "uterus": anatomy.solid.get(T.UTERUS)}.get(organ)
     shape, diameter = _blob(rng, np.asarray(center, dtype=float), diameter, rotation, aspect, clip)
     texture = Waves.sample(rng, 5, (6.0, 20.0))
-    record = TumorRecord(organ, kind, tuple(float(v) for v in center), diameter, contrast,
+    record = ReferenceTumor(organ, kind, tuple(float(v) for v in center), diameter, contrast,
                          reference + contrast, edge_mm, necrotic, rim, side)
     return PlannedTumor(record, shape, texture, float(texture_hu), necrosis_hu, rim_hu, rim_mm,
                         label, allowed)
@@ -314,7 +314,7 @@ def _wall_thickening(rng, organ: str, hollow: HollowOrgan, fov: tuple[np.ndarray
     diameter = equivalent_diameter_mm(model_volume_mm3(shape, step))
     reference = hu_table[REFERENCE_TISSUE[organ]]
     middle = tuple(float(v) for v in centre[len(centre) // 2])
-    record = TumorRecord(organ, "wall_thickening", middle, diameter, lesion_hu - reference,
+    record = ReferenceTumor(organ, "wall_thickening", middle, diameter, lesion_hu - reference,
                          lesion_hu, 0.0)
     return PlannedTumor(record, shape, Waves.sample(rng, 5, (6.0, 20.0)),
                         float(rng.uniform(3.0, 7.0)), 0.0, 0.0, 0.0, hollow.tissue,

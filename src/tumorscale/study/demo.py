@@ -20,9 +20,9 @@ from pathlib import Path
 import yaml
 
 from tumorscale.phantom import PhantomOptions, write_cohort
-from tumorscale.study.executors import StudyProgress, run_study
+from tumorscale.study.config import load_study
+from tumorscale.study.executors import StudyProgress, execute_study
 from tumorscale.study.plan import load_plan, make_plan
-from tumorscale.study.spec import load_study
 
 ORGANS = ("liver",)  # the largest organ: a 3 mm demo can learn its tumors in minutes
 SPACING_MM = 3.0
@@ -121,15 +121,15 @@ def _headline(fit_md: Path, limit: int = 8) -> list[str]:
     return bullets[:limit]
 
 
-def run_demo(
+def make_demo(
     folder: Path,
     quick: bool = False,
     progress: StudyProgress | None = None,
     log: Callable[[str], None] = lambda text: None,
 ) -> DemoResult:
     """Generate the cohorts, plan and run the study, fit and report; resumable like a study."""
-    from tumorscale.study.fit import run_fit
-    from tumorscale.study.report import run_report
+    from tumorscale.study.fit import fit_study_folder
+    from tumorscale.study.report import report_study_folder
 
     size = QUICK if quick else FULL
     # Absolute: the study file's paths are resolved against its own folder, not the caller's.
@@ -151,11 +151,11 @@ def run_demo(
     log(f"study: {len(plan.runs)} runs (real only at {real_only} real scans, with 3× synthetic "
         f"tumors at {list(size.synthetic_counts)}), {size.iterations} iterations each, "
         f"{processes} at once")
-    outcome = run_study(study, "local", progress=progress, processes=processes)
+    outcome = execute_study(study, "local", progress=progress, processes=processes)
     if outcome.failed:
         failed = ", ".join(f"{f.run_id} ({f.step}: {f.error})" for f in outcome.failed)
         raise RuntimeError(f"demo runs failed: {failed}; rerun `tumorscale demo` to resume")
     log("fitting the scaling laws and writing the report")
-    _, fit_md = run_fit(study, n_bootstrap=size.bootstrap, seed=0)
-    paths = run_report(study)
+    _, fit_md = fit_study_folder(study, n_bootstrap=size.bootstrap, seed=0)
+    paths = report_study_folder(study)
     return DemoResult(study, paths.html, _headline(fit_md))

@@ -227,9 +227,9 @@ def _prepare_on_dask(plan: Plan, scheduler: str | None) -> None:
 # ----------------------------------------------------------------------------- study
 
 
-def run_study(plan_dir: str | Path, executor: str = "local", scheduler: str | None = None,
-              gpus: Sequence[str] = (), n_workers: int | None = None,
-              progress: StudyProgress | None = None, processes: int = 1) -> StudyOutcome:
+def execute_study(plan_dir: str | Path, executor: str = "local", scheduler: str | None = None,
+                  gpus: Sequence[str] = (), n_workers: int | None = None,
+                  progress: StudyProgress | None = None, processes: int = 1) -> StudyOutcome:
     """Run every unfinished run of the plan in `plan_dir`, then rebuild the ledger and results.
 
     executor: 'local' (with `gpus`: one subprocess per GPU at a time; else with `processes` > 1:

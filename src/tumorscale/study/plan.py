@@ -29,7 +29,7 @@ from tumorscale.atlas import TumorStatus, dataset_lesion_stats, discover_cases, 
 from tumorscale.atlas.index import DatasetIndex
 from tumorscale.errors import DatasetError, InputFileError
 from tumorscale.io import write_text_atomic
-from tumorscale.study.spec import StudySpec
+from tumorscale.study.config import StudyConfig
 
 PLAN_NAME = "plan.yaml"
 RUNS_NAME = "runs.csv"
@@ -180,7 +180,7 @@ def _cohort(data: Path, organs: Sequence[str]) -> _Cohort:
     return _Cohort(index, tuple(positive), tuple(control), host_kind)
 
 
-def _id_test(spec: StudySpec, cohort: _Cohort) -> list[str]:
+def _id_test(spec: StudyConfig, cohort: _Cohort) -> list[str]:
     split, annotated = spec.id_test, cohort.annotated
     if split.cases is not None:
         missing = sorted(set(split.cases) - set(annotated))
@@ -197,7 +197,7 @@ def _id_test(spec: StudySpec, cohort: _Cohort) -> list[str]:
 UNKNOWN_HINT = "set allow_unknown_hosts: true to use them as hosts"
 
 
-def _healthy(spec: StudySpec, cohort: _Cohort, test: set[str]) -> list[str]:
+def _healthy(spec: StudyConfig, cohort: _Cohort, test: set[str]) -> list[str]:
     """Hosts for synthetic tumors: cases with a study organ that is a confirmed control (also
     one of unknown status with `allow_unknown_hosts`), listed or all of them; never a test case."""
     if spec.healthy_pool is None:
@@ -209,7 +209,7 @@ def _healthy(spec: StudySpec, cohort: _Cohort, test: set[str]) -> list[str]:
     return sorted(spec.healthy_pool)
 
 
-def _no_hosts_message(spec: StudySpec, cohort: _Cohort, test: set[str]) -> str:
+def _no_hosts_message(spec: StudyConfig, cohort: _Cohort, test: set[str]) -> str:
     message = ("healthy_pool: no host for synthetic tumors (no case outside the test split with "
                "a study organ that is a confirmed control: lesion file present, all zero)")
     unknown = cohort.of_kind(set(cohort.host_kind) - test, TumorStatus.UNKNOWN)
@@ -219,7 +219,7 @@ def _no_hosts_message(spec: StudySpec, cohort: _Cohort, test: set[str]) -> str:
     return message
 
 
-def _check_listed_hosts(spec: StudySpec, cohort: _Cohort, test: set[str]) -> None:
+def _check_listed_hosts(spec: StudyConfig, cohort: _Cohort, test: set[str]) -> None:
     """A listed host must be in the data, outside the test split, and have a study organ to host
     in: not one with a tumor, nor (without `allow_unknown_hosts`) one of unknown status."""
     listed = set(spec.healthy_pool or ())
@@ -337,7 +337,7 @@ def _run_id(n_real: int, condition: str, seed: int, width: int) -> str:
     return f"n{n_real:0{width}d}_{condition}_s{seed}"
 
 
-def _runs(spec: StudySpec) -> list[PlannedRun]:
+def _runs(spec: StudyConfig) -> list[PlannedRun]:
     width = len(str(max(spec.real_counts)))
     return [
         PlannedRun(_run_id(n, c.name, seed, width), n, c.name, c.synthetic_ratio, seed,
@@ -382,7 +382,7 @@ def _plan_yaml(plan: Plan) -> str:
     return header + yaml.safe_dump(values, sort_keys=False)
 
 
-def make_plan(spec: StudySpec, out: str | Path) -> Plan:
+def make_plan(spec: StudyConfig, out: str | Path) -> Plan:
     """Select every case set of the study and write the plan folder (see the module docstring).
 
     Raises DatasetError naming the data and the key when a count exceeds the training pool, a
@@ -415,14 +415,14 @@ def make_plan(spec: StudySpec, out: str | Path) -> Plan:
     return plan
 
 
-def _train_dict(spec: StudySpec) -> dict[str, Any]:
+def _train_dict(spec: StudyConfig) -> dict[str, Any]:
     """The runs' training settings: the spec's, and its opt-in to hosts of unknown status (the
     runs check their healthy pool again)."""
     opt_in = {"data.allow_unknown_hosts": True} if spec.allow_unknown_hosts else {}
     return {**spec.train, **opt_in}
 
 
-def _compute_dict(spec: StudySpec) -> dict[str, Any]:
+def _compute_dict(spec: StudyConfig) -> dict[str, Any]:
     from dataclasses import asdict
 
     return asdict(spec.compute)

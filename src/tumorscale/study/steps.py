@@ -20,16 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tumorscale.atlas import index_dataset
-from tumorscale.data import PreprocessReport, PreprocessSettings, preprocess_dataset
+from tumorscale.data import PreprocessSettings, preprocess_dataset
 from tumorscale.data.cache import case_dir
 from tumorscale.errors import DatasetError
 from tumorscale.infer.batch import RECORD_NAME
 from tumorscale.io import input_fingerprint
 from tumorscale.io.fingerprint import Fingerprint
+from tumorscale.jobs import JobReport
 from tumorscale.study.ledger import FAILED, STATUS_NAME, RunLedger, read_status, step_names
 from tumorscale.study.plan import Plan, PlannedRun, TestSet, load_plan
-from tumorscale.study.spec import train_overrides
-from tumorscale.train import TrainConfig, load_config
+from tumorscale.train import TrainConfig
+from tumorscale.train.config import config_from_keys, validate
 from tumorscale.workers import die_with_parent, parent_from_environment
 
 # progress(stage, done, total): stage is e.g. "train", "predict:id", "evaluate:ood".
@@ -52,28 +53,20 @@ def run_dir(plan: Plan, run_id: str) -> Path:
 
 
 def base_config(plan: Plan) -> TrainConfig:
-    """The plan's training settings on the shared cache (no run-specific keys yet)."""
-    return load_config(
-        None,
-        [*train_overrides(plan.train), f"data.cache={plan.cache}",
-         f"organs={json.dumps(list(plan.organs))}"],
-    )  # fmt: skip
+    """The plan's training settings on the shared cache (no run-specific keys yet): its
+    `train` keys as typed records, then the study's organs and cache."""
+    config = config_from_keys(plan.train)
+    data = dataclasses.replace(config.data, cache=str(plan.cache))
+    return validate(dataclasses.replace(config, organs=tuple(plan.organs), data=data))
 
 
 def prepare_study(plan: Plan, progress: Callable[[int, int], None] | None = None,
-                  workers: int = 1) -> PreprocessReport:
+                  workers: int = 1) -> JobReport:
     """Preprocess the data tree into the shared cache once (skips finished cases)."""
     data = base_config(plan).data
-    settings = PreprocessSettings(spacing_mm=data.spacing_mm, hu_clip=data.hu_window)
-    counter = {"done": 0}
-
-    def tick(_: str) -> None:
-        counter["done"] += 1
-        if progress is not None:
-            progress(counter["done"], 0)
-
+    settings = PreprocessSettings(data.preprocessing)
     report = preprocess_dataset(plan.data, plan.cache, settings, workers=workers,
-                                progress=tick)  # fmt: skip
+                                progress=progress)  # fmt: skip
     if not report.done and not report.skipped:
         raise DatasetError(plan.data, f"no case could be preprocessed: {report.failed[:3]}")
     return report

@@ -19,6 +19,7 @@ is measured against), `apply` (the pure step), `insert` (draw + apply).
 """
 
 from tumorscale.synth.apply import SynthesisResult, apply_tumor
+from tumorscale.synth.batch import synthesize_dataset
 from tumorscale.synth.draws import draw_size_class
 from tumorscale.synth.families import FAMILIES, family_of, kinds_for, max_reach_mm
 from tumorscale.synth.host import Host, organ_mask_names
@@ -27,7 +28,6 @@ from tumorscale.synth.params import sample_params
 from tumorscale.synth.profiles import PROFILES, SYNTH_ORGANS, OrganProfile
 from tumorscale.synth.types import (
     DEFAULT_SIZE_MIX,
-    SIZE_CLASSES,
     Crop,
     CropContext,
     EllipsoidGeometry,
@@ -47,7 +47,6 @@ __all__ = [
     "DEFAULT_SIZE_MIX",
     "FAMILIES",
     "PROFILES",
-    "SIZE_CLASSES",
     "SYNTH_ORGANS",
     "Crop",
     "CropContext",
@@ -73,4 +72,5 @@ __all__ = [
     "max_reach_mm",
     "organ_mask_names",
     "sample_params",
+    "synthesize_dataset",
 ]

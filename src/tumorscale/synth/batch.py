@@ -13,7 +13,8 @@ organ) through `numpy.random.SeedSequence`, so results do not depend on case ord
 cases already exist, or on the number of workers.
 
 Resumable: a case is built in a hidden `OUT/.partial-*` folder and renamed into place only when
-complete; reruns skip cases whose `.synthesis.json` matches the request; `synthesis.csv` is
+complete; reruns skip cases whose `.synthesis.json` (a `tumorscale.jobs` completion marker that
+also holds the case's tumor rows) matches the request and the source files; `synthesis.csv` is
 rebuilt from those records, so an interrupted run finished by a rerun equals an uninterrupted
 run byte for byte. One run per OUT folder at a time (a run removes stale `.partial-*` folders).
 """
@@ -21,33 +22,49 @@ run byte for byte. One run per OUT folder at a time (a run removes stale `.parti
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import as_completed
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tumorscale.atlas import CaseEntry, TumorStatus, index_dataset, lesion_stats
-from tumorscale.errors import InputFileError, TumorscaleError
+from tumorscale.errors import InputFileError
 from tumorscale.io import (
     Volume,
     check_same_grid,
     input_fingerprint,
     read_geometry,
     read_nifti,
-    write_csv_atomic,
     write_nifti,
-    write_text_atomic,
+)
+from tumorscale.jobs import (
+    JobReport,
+    Outcome,
+    Progress,
+    State,
+    Tally,
+    attempt,
+    completed_marker,
+    marker_state,
+    outputs_intact,
+    read_marker,
+    run_cases,
+    write_marker,
 )
 from tumorscale.organs import ORGANS, TUMOR_ORGANS
-from tumorscale.synth.types import DEFAULT_SIZE_MIX, TumorParams, TumorRecord
-from tumorscale.workers import process_pool
+from tumorscale.synth.batch_csv import (  # re-exported: where callers found them before
+    CSV_COLUMNS,
+    PARAM_COLUMNS,
+    params_from_row,
+    record_row,
+    write_synthesis_csv,
+)
+from tumorscale.synth.types import DEFAULT_SIZE_MIX, TumorRecord
 
 FORMAT_VERSION = 1
 RECORD_NAME = ".synthesis.json"
@@ -56,32 +73,10 @@ PREVIEW_FOLDER = "previews"
 PARTIAL_PREFIX = ".partial-"
 MAX_PER_CASE = 99
 
-Progress = Callable[[int, int], None]
-
-
-@dataclass
-class BatchReport:
-    """What a `synthesize_dataset` run did (ids sorted).
-
-    written: output cases built by this run; skipped: output cases already complete;
-    changed: output cases built again because their source's files changed since (in `written`
-    once built);
-    failed: (case id, reason) for sources that could not be read or outputs that could not be
-    built; excluded: (source id, reason) for cases that are not healthy sources;
-    tumors: tumors inserted across all complete output cases (synthesis.csv rows not skipped).
-    """
-
-    out: Path
-    written: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    excluded: list[tuple[str, str]] = field(default_factory=list)
-    tumors: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
+# What `synthesize_dataset` returns: `done` output cases built by this run, `skipped` already
+# complete, `changed` built again because their source's files changed, `failed` (case id,
+# reason), `excluded` (source id, reason) for cases that are not healthy sources, and
+# `details["tumors"]`: tumors inserted across all complete output cases.
 
 
 @dataclass(frozen=True)
@@ -113,113 +108,6 @@ def case_seed_sequence(seed: int, source_id: str, k: int, organ: str) -> np.rand
     return np.random.SeedSequence(
         [int(seed), zlib.crc32(source_id.encode("utf-8")), int(k), TUMOR_ORGANS.index(organ)]
     )
-
-
-# ----------------------------------------------------------------------------- CSV rows
-
-
-def _param_columns() -> list[str]:
-    columns: list[str] = []
-    for item in fields(TumorParams):
-        if item.name == "organ":
-            continue
-        if item.name == "center_mm":
-            columns += ["center_x_mm", "center_y_mm", "center_z_mm"]
-        elif item.name == "semi_axis_scale":
-            columns += [f"semi_axis_scale_{i}" for i in (1, 2, 3)]
-        elif item.name == "rotation":
-            columns += [f"rotation_{r}{c}" for r in (1, 2, 3) for c in (1, 2, 3)]
-        else:
-            columns.append(item.name)
-    return columns
-
-
-PARAM_COLUMNS: tuple[str, ...] = tuple(_param_columns())
-CSV_COLUMNS: tuple[str, ...] = (
-    "case_id",
-    "source_id",
-    "organ",
-    "tumor",
-    *PARAM_COLUMNS,
-    "achieved_contrast_hu",
-    "achieved_diameter_mm",
-    "organ_median_hu",
-    "skipped",
-)
-
-
-def _flat_params(params: TumorParams) -> dict[str, object]:
-    data = params.to_dict()
-    row: dict[str, object] = {}
-    for name in PARAM_COLUMNS:
-        if name.startswith("center_"):
-            row[name] = float(params.center_mm["xyz".index(name[7])])
-        elif name.startswith("semi_axis_scale_"):
-            row[name] = float(params.semi_axis_scale[int(name[-1]) - 1])
-        elif name.startswith("rotation_"):
-            row[name] = float(params.rotation[3 * (int(name[-2]) - 1) + int(name[-1]) - 1])
-        elif name == "geometry":
-            row[name] = json.dumps(data["geometry"], sort_keys=True)
-        else:
-            row[name] = data[name]
-    return row
-
-
-def record_row(case_id: str, source_id: str, tumor: int | None, record: TumorRecord) -> dict:
-    """One synthesis.csv row (JSON-ready) for a tumor record; `tumor` numbers inserted tumors."""
-    row: dict[str, object] = dict.fromkeys(CSV_COLUMNS)
-    row.update(case_id=case_id, source_id=source_id, organ=record.organ, tumor=tumor)
-    if record.params is not None:
-        row.update(_flat_params(record.params))
-    for name in ("achieved_contrast_hu", "achieved_diameter_mm", "organ_median_hu"):
-        value = getattr(record, name)
-        row[name] = None if value is None else float(value)
-    row["skipped"] = record.skipped
-    return row
-
-
-def params_from_row(row: dict[str, object]) -> TumorParams:
-    """Rebuild the `TumorParams` of a synthesis.csv row (as dict of strings or of JSON values)."""
-
-    def number(name: str) -> float:
-        return float(row[name])  # type: ignore[arg-type]
-
-    data: dict[str, object] = {"organ": row["organ"]}
-    for item in fields(TumorParams):
-        name = item.name
-        if name == "organ":
-            continue
-        if name == "center_mm":
-            data[name] = tuple(number(f"center_{a}_mm") for a in "xyz")
-        elif name == "semi_axis_scale":
-            data[name] = tuple(number(f"semi_axis_scale_{i}") for i in (1, 2, 3))
-        elif name == "rotation":
-            data[name] = tuple(number(f"rotation_{r}{c}") for r in (1, 2, 3) for c in (1, 2, 3))
-        elif name == "geometry":
-            value = row.get(name)
-            data[name] = json.loads(value) if isinstance(value, str) and value else value
-        elif name in ("kind", "size_class", "phase"):
-            data[name] = str(row[name])
-        elif name == "seed":
-            data[name] = int(float(row[name]))  # type: ignore[arg-type]
-        elif name == "exophytic":
-            data[name] = row[name] in (True, "True", "true", "1", 1)
-        else:
-            data[name] = number(name)
-    return TumorParams.from_dict(data)
-
-
-def _csv_value(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else repr(value)
-    return str(value)
-
-
-def write_synthesis_csv(path: Path, rows: Iterable[dict]) -> None:
-    """Write synthesis.csv atomically (fixed column order, floats with full precision)."""
-    write_csv_atomic(path, CSV_COLUMNS, rows, _csv_value)
 
 
 # ----------------------------------------------------------------------------- selection
@@ -276,14 +164,12 @@ def select_sources(
 # ----------------------------------------------------------------------------- records
 
 
-def _signature(settings: _Settings, plan: SourcePlan, k: int) -> dict:
-    """What an output case is made from: the request and its source's files (size, mtime)."""
-    source = plan.case
+def _request(settings: _Settings, plan: SourcePlan, k: int) -> dict:
+    """The settings an output case is made with (its source's files are fingerprinted apart)."""
     return {
         "format": FORMAT_VERSION,
         "seed": settings.seed,
-        "source_id": source.case_id,
-        "inputs": input_fingerprint([p for p in [source.ct, *source.segmentation_files] if p]),
+        "source_id": plan.case.case_id,
         "k": k,
         "organs": list(plan.organs),
         "size_mix": [float(v) for v in settings.size_mix],
@@ -291,26 +177,21 @@ def _signature(settings: _Settings, plan: SourcePlan, k: int) -> dict:
     }
 
 
-def _inputs_changed(folder: Path, signature: dict) -> bool:
-    """Whether `folder` holds a finished case made by the same request from other inputs."""
-    stored = completed_record(folder)
-    if stored is None or not isinstance(stored.get("signature"), dict):
-        return False
-    earlier = {**stored["signature"], "inputs": None}
-    return earlier == {**signature, "inputs": None} and stored["signature"] != signature
+def _inputs(plan: SourcePlan) -> list:
+    """What an output case is made from: its source's files (name, size, mtime)."""
+    source = plan.case
+    return input_fingerprint([p for p in [source.ct, *source.segmentation_files] if p])
 
 
-def completed_record(folder: Path, signature: dict | None = None) -> dict | None:
-    """The `.synthesis.json` of a complete output case (matching `signature` if given)."""
-    try:
-        stored = json.loads((folder / RECORD_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if signature is not None and stored.get("signature") != signature:
-        return None
-    if not all((folder / name).is_file() for name in stored.get("files", [])):
-        return None
-    return stored
+def completed_record(
+    folder: Path, settings: dict | None = None, inputs: list | None = None
+) -> dict | None:
+    """The `.synthesis.json` of a complete output case (made with `settings` from `inputs`, when
+    given); None when missing, outdated, of an older format, or its files are not all there."""
+    if settings is not None:
+        return completed_marker(folder / RECORD_NAME, inputs, settings)
+    stored = read_marker(folder / RECORD_NAME)
+    return stored if stored is not None and outputs_intact(folder / RECORD_NAME, stored) else None
 
 
 def _remove_tree(path: Path) -> None:
@@ -435,51 +316,28 @@ def _build_case(
             from tumorscale.synth.preview import write_case_previews
 
             write_case_previews(written, lesions, rows, settings.out / PREVIEW_FOLDER)
-        record = {
-            "signature": _signature(settings, plan, k),
-            "case_id": case_id,
-            "source_id": source_id,
-            "files": sorted(files),
-            "rows": rows,
-        }
-        write_text_atomic(partial / RECORD_NAME, json.dumps(record, indent=1, sort_keys=True))
+        record = {"case_id": case_id, "source_id": source_id, "files": sorted(files), "rows": rows}
+        write_marker(partial / RECORD_NAME, _inputs(plan), _request(settings, plan, k),
+                     [partial / name for name in sorted(files)], payload=record)  # fmt: skip
         _move_into_place(partial, settings.out / case_id)
     finally:
         _remove_tree(partial)
     return rows
 
 
-def _describe(error: BaseException) -> str:
-    if isinstance(error, TumorscaleError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
-
-
-def _run_source(
-    settings: _Settings, plan: SourcePlan, ks: Sequence[int],
-    on_case: Callable[[], None] | None = None,
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """Build the output cases `ks` of one source; returns (written ids, failures)."""
-    written: list[str] = []
-    failed: list[tuple[str, str]] = []
-    try:
-        ct, masks, copies = read_source(plan.case, plan.organs)
-    except (InputFileError, OSError, ValueError) as error:
-        return [], [(plan.case.case_id, _describe(error))]
+def _run_source(job: tuple[_Settings, SourcePlan, tuple[int, ...]]) -> Iterator[Outcome]:
+    """Build the output cases `ks` of one source (read once): one outcome per case, or one
+    failure for the source when it cannot be read."""
+    settings, plan, ks = job
+    loaded = attempt(plan.case.case_id, plan.case.folder, read_source, plan.case, plan.organs,
+                     errors=(InputFileError, OSError, ValueError))  # fmt: skip
+    if loaded.error is not None:
+        yield loaded
+        return
+    ct, masks, copies = loaded.value
     for k in ks:
         case_id = output_case_id(plan.case.case_id, k)
-        try:
-            _build_case(settings, plan, k, ct, masks, copies)
-            written.append(case_id)
-        except Exception as error:  # a batch records a broken case and goes on with the others
-            failed.append((case_id, _describe(error)))
-        if on_case is not None:
-            on_case()
-    return written, failed
-
-
-def _run_job(job: tuple[_Settings, SourcePlan, tuple[int, ...]]) -> tuple[list, list]:
-    return _run_source(*job)
+        yield attempt(case_id, plan.case.folder, _build_case, settings, plan, k, ct, masks, copies)
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -503,13 +361,14 @@ def synthesize_dataset(
     allow_unknown: bool = False,
     progress: Progress | None = None,
     tumors_per_organ: int = 1,
-) -> BatchReport:
+) -> JobReport:
     """Write `per_case` synthetic cases for every healthy case of the AbdomenAtlas tree `source`.
 
     organs: organs to put tumors in (any of the six); each output case gets `tumors_per_organ`
     tumors in every requested organ its source can take (see `select_sources`), sizes drawn with
     `size_mix` (small:medium:large). `progress(done, total)` counts output cases (complete ones
-    count at once; with workers > 1 it advances per source). Never writes inside `source`.
+    count at once; with workers > 1 it advances per source; a source that cannot be read counts
+    once). Never writes inside `source`.
     Bad sources and cases are recorded in the report and skipped; the others go on.
     """
     unknown = [organ for organ in organs if organ not in TUMOR_ORGANS]
@@ -532,17 +391,17 @@ def synthesize_dataset(
     out.mkdir(parents=True, exist_ok=True)
     _clean_partials(out)
     settings = _Settings(out, int(seed), mix, int(tumors_per_organ), bool(preview))
-    report = BatchReport(out, failed=list(failed), excluded=excluded)
+    report = JobReport(out, failed=list(failed), excluded=excluded)
 
     jobs: list[tuple[_Settings, SourcePlan, tuple[int, ...]]] = []
     for plan in plans:
         todo = []
         for k in range(1, per_case + 1):
             case_id = output_case_id(plan.case.case_id, k)
-            signature = _signature(settings, plan, k)
-            stored = completed_record(out / case_id, signature)
-            if stored is None:
-                if _inputs_changed(out / case_id, signature):
+            marker = out / case_id / RECORD_NAME
+            state = marker_state(marker, _inputs(plan), _request(settings, plan, k))
+            if state is not State.COMPLETE:
+                if state is State.CHANGED:
                     report.changed.append(case_id)
                 todo.append(k)
                 continue
@@ -550,52 +409,47 @@ def synthesize_dataset(
             if preview:
                 from tumorscale.synth.preview import previews_for_written_case
 
+                stored = json.loads(marker.read_text(encoding="utf-8"))
                 previews_for_written_case(out / case_id, stored["rows"], out / PREVIEW_FOLDER)
         if todo:
             jobs.append((settings, plan, tuple(todo)))
 
-    total = len(plans) * per_case
-    done = len(report.skipped)
-    if progress is not None:
-        progress(done, total)
-
-    def finish(written: list[str], failures: list[tuple[str, str]]) -> None:
-        report.written.extend(written)
-        report.failed.extend(failures)
-
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            counter = [done]
-
-            def tick(counter: list[int] = counter) -> None:
-                counter[0] += 1
-                if progress is not None:
-                    progress(counter[0], total)
-
-            finish(*_run_source(*job, on_case=tick))
-            done = counter[0]
-    else:
-        with process_pool(min(workers, len(jobs))) as pool:
-            futures = {pool.submit(_run_job, job): len(job[2]) for job in jobs}
-            for future in as_completed(futures):
-                finish(*future.result())
-                done += futures[future]
-                if progress is not None:
-                    progress(done, total)
-
+    tally = Tally(len(plans) * per_case, progress)
+    tally.start(len(report.skipped))
+    run_cases(jobs, _run_source, report, tally, workers)
     rows: list[dict] = []
     for plan in plans:
         for k in range(1, per_case + 1):
             try:
-                signature = _signature(settings, plan, k)
+                inputs = _inputs(plan)
             except OSError:  # a source file removed during the run: its output is not listed
                 continue
-            stored = completed_record(out / output_case_id(plan.case.case_id, k), signature)
+            folder = out / output_case_id(plan.case.case_id, k)
+            stored = completed_record(folder, _request(settings, plan, k), inputs)
             if stored is not None:
                 rows.extend(stored["rows"])
     write_synthesis_csv(out / CSV_NAME, rows)
-    report.tumors = sum(1 for row in rows if not row.get("skipped"))
-    report.written.sort()
-    report.skipped.sort()
-    report.failed.sort()
-    return report
+    report.details["tumors"] = sum(1 for row in rows if not row.get("skipped"))
+    return report.finish()
+
+
+__all__ = [
+    "CSV_COLUMNS",
+    "CSV_NAME",
+    "MAX_PER_CASE",
+    "PARAM_COLUMNS",
+    "PARTIAL_PREFIX",
+    "PREVIEW_FOLDER",
+    "RECORD_NAME",
+    "SourcePlan",
+    "case_seed_sequence",
+    "completed_record",
+    "output_case_id",
+    "params_from_row",
+    "read_source",
+    "record_row",
+    "select_sources",
+    "synthesize_case",
+    "synthesize_dataset",
+    "write_synthesis_csv",
+]

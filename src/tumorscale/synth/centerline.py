@@ -10,15 +10,12 @@ from __future__ import annotations
 import itertools
 import math
 
-import edt
 import numpy as np
 from scipy.special import ndtr
 
+from tumorscale.geometry import box_affine, depth_mm, margin_voxels, spacing_of
+from tumorscale.masks import mask_bounds
 from tumorscale.synth.types import Crop
-
-
-def spacing_of_affine(affine: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
 
 
 def voxels_to_world(affine: np.ndarray, voxels: np.ndarray) -> np.ndarray:
@@ -31,28 +28,6 @@ def world_to_voxel(affine: np.ndarray, points_mm: np.ndarray) -> np.ndarray:
     """(..., 3) RAS mm -> (..., 3) continuous voxel indices."""
     affine = np.asarray(affine, float)
     return (np.asarray(points_mm, float) - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
-
-
-def mask_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """[low, high) voxel bounds of a mask's nonzero voxels, or None if it is empty. Cheap: one
-    pass over the volume along its contiguous axis, then projections of the slab that holds it."""
-    mask = np.asarray(mask)
-    if mask.ndim != 3:
-        index = np.argwhere(mask)
-        return None if not len(index) else (index.min(axis=0), index.max(axis=0) + 1)
-    if mask.flags.c_contiguous:
-        rows = mask.reshape(mask.shape[0], -1).any(axis=1)
-    else:
-        rows = mask.any(axis=(1, 2))
-    along_x = np.flatnonzero(rows)
-    if not along_x.size:
-        return None
-    plane = mask[along_x[0] : along_x[-1] + 1].any(axis=0)  # (y, z)
-    along_y = np.flatnonzero(plane.any(axis=1))
-    along_z = np.flatnonzero(plane.any(axis=0))
-    low = np.array([along_x[0], along_y[0], along_z[0]])
-    high = np.array([along_x[-1], along_y[-1], along_z[-1]]) + 1
-    return low, high
 
 
 def crop_to_mask(
@@ -68,30 +43,11 @@ def crop_to_mask(
         bounds = mask_bounds(mask)
     if bounds is None:
         return None
-    margin = np.ceil(margin_mm / spacing_of_affine(affine)).astype(int)
+    margin = margin_voxels(margin_mm, spacing_of(affine))
     low = np.maximum(bounds[0] - margin, 0)
     high = np.minimum(bounds[1] + margin, np.asarray(np.shape(mask)))
-    shifted = np.asarray(affine, float).copy()
-    shifted[:3, 3] = shifted[:3, :3] @ low + shifted[:3, 3]
-    return tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True)), shifted
-
-
-def depth_mm(mask: np.ndarray, spacing_mm: np.ndarray) -> np.ndarray:
-    """Distance (mm) from each mask voxel to the nearest non-mask voxel; 0 outside."""
-    if not mask.any():
-        return np.zeros(mask.shape, np.float32)
-    return edt.edt(
-        np.ascontiguousarray(mask, dtype=np.uint8), anisotropy=tuple(float(s) for s in spacing_mm)
-    )
-
-
-def signed_distance_mm(mask: np.ndarray, spacing_mm: np.ndarray) -> np.ndarray:
-    """Signed distance to the mask surface in mm: negative inside, positive outside (float32)."""
-    inside = depth_mm(mask, spacing_mm)
-    if mask.all():
-        return -inside
-    outside = depth_mm(~mask, spacing_mm)
-    return (outside - inside).astype(np.float32)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+    return box, box_affine(affine, low)
 
 
 def principal_axes(points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,7 +79,7 @@ class OrganCloud:
     """An organ mask as an mm point cloud (subsampled to ~`max_points`) with each point's depth."""
 
     def __init__(self, organ_mask: np.ndarray, affine: np.ndarray, max_points: int = 80_000):
-        spacing = spacing_of_affine(affine)
+        spacing = np.asarray(spacing_of(affine))
         self.voxel_volume_mm3 = float(np.prod(spacing))
         bounds = mask_bounds(organ_mask)
         if bounds is None:
@@ -140,8 +96,8 @@ class OrganCloud:
         grid = np.maximum(1, np.rint(COARSE_GRID_MM / spacing)).astype(int)
         box = tuple(slice(0, b - a, g) for a, b, g in zip(low, high, grid, strict=True))
         coarse_mask = mask[box].astype(bool)  # strided before converting: a few % of the box
-        padded = np.pad(coarse_mask, 1)  # the volume border is organ surface for depth purposes
-        box_depth = depth_mm(padded, spacing * grid)[1:-1, 1:-1, 1:-1]
+        # the volume border is organ surface for depth purposes
+        box_depth = depth_mm(coarse_mask, spacing * grid, border_is_surface=True)
         coarse = np.argwhere(box_depth > 0)
         stride = max(1, math.ceil((len(coarse) / max_points) ** (1 / 3)))
         keep = coarse if stride == 1 else coarse[np.all(coarse % stride == 0, axis=1)]

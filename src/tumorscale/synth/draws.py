@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from tumorscale.synth.types import DEFAULT_SIZE_MIX, SIZE_CLASSES
+from tumorscale.sizes import SIZE_CLASS_NAMES
+from tumorscale.synth.types import DEFAULT_SIZE_MIX
 
 SizeMix = Sequence[float] | Mapping[str, float]
 
@@ -17,7 +18,7 @@ SizeMix = Sequence[float] | Mapping[str, float]
 def size_weights(size_mix: SizeMix) -> np.ndarray:
     """Probabilities of small / medium / large from a 3-sequence or a {class: weight} mapping."""
     if isinstance(size_mix, Mapping):
-        weights = [float(size_mix.get(name, 0.0)) for name in SIZE_CLASSES]
+        weights = [float(size_mix.get(name, 0.0)) for name in SIZE_CLASS_NAMES]
     else:
         weights = [float(v) for v in size_mix]
     if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
@@ -28,7 +29,7 @@ def size_weights(size_mix: SizeMix) -> np.ndarray:
 
 
 def draw_size_class(rng: np.random.Generator, size_mix: SizeMix = DEFAULT_SIZE_MIX) -> str:
-    return SIZE_CLASSES[int(rng.choice(3, p=size_weights(size_mix)))]
+    return SIZE_CLASS_NAMES[int(rng.choice(3, p=size_weights(size_mix)))]
 
 
 def uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:

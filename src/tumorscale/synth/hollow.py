@@ -44,7 +44,7 @@ Each number, its value, and its source (§ = synthesis-notes section; [assumptio
   the aorta" [assumption].
 - edge blur sigma: 0.8-1.5 mm (polyp 0.6-1.0 mm), 0.3 mm against lumen gas. §8.4 "0.5-2 mm
   mask blur"; gas face [assumption].
-- size bins: small < 20, medium 20-50, large > 50 mm. The paper; tumorscale.sizes.
+- size classes: small < 20, medium 20-50, large > 50 mm. The paper; tumorscale.sizes.
 """
 
 from __future__ import annotations
@@ -55,15 +55,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from tumorscale.geometry import spacing_of
 from tumorscale.io import Volume
+from tumorscale.masks import mask_bounds
 from tumorscale.synth.centerline import (
     OrganCloud,
     crop_to_mask,
     equivalent_diameter_of,
-    mask_bounds,
     perpendicular,
     soft_occupancy,
-    spacing_of_affine,
 )
 from tumorscale.synth.draws import uniform
 from tumorscale.synth.host import OrganHost, union_of_others
@@ -169,7 +169,7 @@ def _prepare(host: OrganHost) -> HollowAnatomy:
     mask = _organ_snapshot(np.asarray(full_mask), box, bounds)
     ct = Volume(np.asarray(host.ct.array)[box], box_affine)
     voxels = int(np.count_nonzero(mask))
-    organ_mm3 = voxels * float(np.prod(spacing_of_affine(ct.affine)))
+    organ_mm3 = voxels * float(np.prod(spacing_of(ct.affine)))
     if organ_mm3 < MIN_ORGAN_MM3:
         raise NoRoom(f"{organ}: organ mask too small ({voxels} voxels, {organ_mm3:.0f} mm3)")
     if not _has_wall(np.asarray(ct.array), mask):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tumorscale.masks import bounding_box
 from tumorscale.synth.noise import tumor_noise
 from tumorscale.synth.shape import NOISE_STREAM, TEXTURE_STREAM
 from tumorscale.synth.texture import mean_normalised, smooth_random_field
@@ -31,17 +32,6 @@ class Painted:
     box: tuple[slice, slice, slice]
     values: np.ndarray  # float32 (already rounded when the scan is integer-valued)
     achieved_contrast_hu: float
-
-
-def bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """Smallest box holding every True voxel (None if there is none)."""
-    bounds = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hit.size == 0:
-            return None
-        bounds.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(bounds)  # type: ignore[return-value]
 
 
 def _median(values: np.ndarray) -> float:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import edt
 import numpy as np
 from scipy import ndimage
 
+from tumorscale import geometry
 from tumorscale.io import Volume
+from tumorscale.masks import bounding_box
 
 _MAX_COARSE_POINTS = 80_000
 _HEAD_SHARE_OF_EXTENT = 0.35  # the right-most third of the pancreas is head / uncinate
@@ -49,44 +50,9 @@ class OrganView:
         return float(np.median(values)) if values.size else float("nan")
 
 
-def _any_over_leading(block: np.ndarray) -> np.ndarray:
-    """OR over the first axis of a C-contiguous mask, 8 voxels per word where possible."""
-    rest = block.shape[1:]
-    flat = block.reshape(block.shape[0], -1)
-    if block.dtype.itemsize == 1 and flat.shape[1] % 8 == 0 and flat.flags.c_contiguous:
-        words = np.bitwise_or.reduce(flat.view(np.uint64), axis=0)
-        return (words.view(np.uint8) != 0).reshape(rest)
-    return block.any(axis=0)
-
-
-def _any_per_row(block: np.ndarray) -> np.ndarray:
-    """OR over all but the first axis, 8 voxels per word where possible."""
-    flat = block.reshape(block.shape[0], -1)
-    if block.dtype.itemsize == 1 and flat.shape[1] % 8 == 0 and flat.flags.c_contiguous:
-        return np.bitwise_or.reduce(flat.view(np.uint64), axis=1) != 0
-    return flat.any(axis=1)
-
-
-def mask_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """Bounding box of a full-volume mask from axis projections (None when empty); the only
-    full-volume pass of the sampler, done on 64-bit words."""
-    mask = np.ascontiguousarray(mask)
-    along_i = np.flatnonzero(_any_per_row(mask))
-    if along_i.size == 0:
-        return None
-    plane = _any_over_leading(mask[along_i[0] : along_i[-1] + 1])  # (j, k), small
-    along_j = np.flatnonzero(plane.any(axis=1))
-    along_k = np.flatnonzero(plane.any(axis=0))
-    return (
-        slice(int(along_i[0]), int(along_i[-1]) + 1),
-        slice(int(along_j[0]), int(along_j[-1]) + 1),
-        slice(int(along_k[0]), int(along_k[-1]) + 1),
-    )
-
-
 def organ_view(ct: Volume, mask: np.ndarray) -> OrganView | None:
     """The coarse view of `mask` (a full-volume organ mask) on `ct`'s grid; None when empty."""
-    box = mask_box(mask)
+    box = bounding_box(mask)
     if box is None:
         return None
     spacing = np.asarray(ct.spacing, float)
@@ -110,14 +76,12 @@ def organ_view(ct: Volume, mask: np.ndarray) -> OrganView | None:
 
 def depth_mm(view: OrganView) -> np.ndarray:
     """Distance (mm) from each coarse organ point to the organ's surface (0 outside)."""
-    padded = np.pad(view.organ, 1).astype(np.uint8)
-    depth = edt.edt(padded, anisotropy=view.spacing_mm, black_border=True, parallel=1)
-    return depth[1:-1, 1:-1, 1:-1]
+    return geometry.depth_mm(view.organ, view.spacing_mm, border_is_surface=True)
 
 
 def border_room_mm(view: OrganView) -> np.ndarray:
     """Distance (mm) from each coarse point to the nearest face of the scan."""
-    spacing = np.linalg.norm(view.affine[:3, :3], axis=0)
+    spacing = geometry.spacing_of(view.affine)
     axes = [
         np.minimum(idx, n - 1 - idx) * s
         for idx, n, s in zip(view.coarse_indices, view.volume_shape, spacing, strict=True)
@@ -134,7 +98,7 @@ def vessel_clearance_mm(view: OrganView, margin_hu: float) -> np.ndarray:
     vessels = view.organ & (smooth > view.median_hu() + margin_hu)
     if not vessels.any():
         return np.full(view.organ.shape, np.inf, dtype=np.float32)
-    return edt.edt((~vessels).astype(np.uint8), anisotropy=view.spacing_mm, parallel=1)
+    return geometry.depth_mm(~vessels, view.spacing_mm)  # depth in the non-vessel region
 
 
 def head_region(view: OrganView) -> np.ndarray:

@@ -12,19 +12,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from tumorscale.geometry import grow_box
+
 LOCAL_MEAN_SIGMA_MM = 2.0  # smoothing that separates the scan's noise from its anatomy
 EDGE_STEP_SD = 0.8  # an edge: the smooth image changes by more than this many noise SD per mm
 OUTLIER_SD = 2.5  # residuals beyond this many noise SD are structure, not noise
 BODY_HU = -500.0  # noise is measured in tissue, not in air or gas
 _SAMPLE = 50_000
 _QUIET_TENTH_SD = 0.78  # sqrt(10th percentile of 3x3x3 local variance) / SD for pure CT noise
-
-
-def _grow(box: tuple[slice, ...], by: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
-    return tuple(
-        slice(max(s.start - m, 0), min(s.stop + m, n))
-        for s, m, n in zip(box, by, shape, strict=True)
-    )
 
 
 def local_mean(
@@ -37,7 +32,7 @@ def local_mean(
     # A width-w box has variance (w² - 1) / 12: the odd w matching sigma.
     widths = [max(1, 2 * round(float(np.sqrt(12 * s * s + 1) - 1) / 2) + 1) for s in sigma]
     margin = tuple(w // 2 + 1 for w in widths)
-    outer = _grow(box, margin, ct.shape)
+    outer = grow_box(box, margin, ct.shape)
     smooth = np.asarray(ct[outer], dtype=np.float32)
     for axis, width in enumerate(widths):
         if width > 1:

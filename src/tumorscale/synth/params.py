@@ -12,10 +12,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from tumorscale.io import Volume
+from tumorscale.sizes import SIZE_CLASS_NAMES
 from tumorscale.synth.draws import SizeMix, draw_size_class
 from tumorscale.synth.families import SYNTH_ORGANS, choose_family
 from tumorscale.synth.host import Host
-from tumorscale.synth.types import DEFAULT_SIZE_MIX, SIZE_CLASSES, NoRoom, TumorParams
+from tumorscale.synth.types import DEFAULT_SIZE_MIX, NoRoom, TumorParams
 
 
 def sample_params(
@@ -36,8 +37,9 @@ def sample_params(
         raise ValueError(f"unknown tumor organ {organ!r}; choose from {', '.join(SYNTH_ORGANS)}")
     if size_class is None:
         size_class = draw_size_class(rng, size_mix)
-    elif size_class not in SIZE_CLASSES:
-        raise ValueError(f"size_class must be one of {', '.join(SIZE_CLASSES)}; got {size_class!r}")
+    elif size_class not in SIZE_CLASS_NAMES:
+        names = ", ".join(SIZE_CLASS_NAMES)
+        raise ValueError(f"size_class must be one of {names}; got {size_class!r}")
     seed = int(rng.integers(2**31))
     host = host if host is not None else Host(ct, masks)
     _check_shapes(host, organ)

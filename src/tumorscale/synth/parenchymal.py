@@ -31,8 +31,8 @@ from tumorscale.synth.shape import (
     ELASTIC_CLIP,
     crop_radius_mm,
     ellipsoid_frame,
+    lobulated_signed_distance_mm,
     reach_mm,
-    signed_distance_mm,
     soft_inside,
 )
 from tumorscale.synth.types import (
@@ -255,7 +255,7 @@ def _compensate_cut(params: TumorParams, host: OrganHost) -> TumorParams:
 
 def build_shape(params: TumorParams, crop: Crop, ctx: CropContext) -> TumorShape:
     """The lobulated ellipsoid with its necrotic core and rim shells on `crop` (pure)."""
-    sd, rho_t, ray = signed_distance_mm(params, crop)
+    sd, rho_t, ray = lobulated_signed_distance_mm(params, crop)
     occupancy = soft_inside(sd, params.edge_mm)
     reach = sd < np.float32(EDGE_CUTOFF * max(params.edge_mm, 0.3))  # where occupancy > 0
     necrosis = rim = growth = None

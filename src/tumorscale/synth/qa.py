@@ -64,7 +64,7 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class QaReport:
-    """What `run_synth_qa` measured and wrote."""
+    """What `synth_qa` measured and wrote."""
 
     out: Path
     organs: list[str]
@@ -254,7 +254,7 @@ def plot_organ(rows: list[dict], organ: str, path: Path) -> Path:
     return path
 
 
-def run_synth_qa(
+def synth_qa(
     synth: Path,
     reference: Path,
     out: Path,

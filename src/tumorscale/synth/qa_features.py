@@ -47,11 +47,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import cc3d
-import edt
 import numpy as np
 from scipy import ndimage
 
+from tumorscale.geometry import (
+    boundary_signed_distance_mm,
+    centre_signed_distance_mm,
+    depth_mm,
+    grow_box,
+    margin_voxels,
+)
+from tumorscale.masks import label_components
 from tumorscale.sizes import equivalent_diameter_mm
 
 AIR_BELOW_HU = -300.0
@@ -107,15 +113,6 @@ def _robust_sd(values: np.ndarray) -> float:
     if values.size < MIN_NOISE_VOXELS:
         return math.nan
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
-
-
-def _crop_box(component_box: tuple[slice, ...], margin_mm: float, spacing: Sequence[float],
-              shape: Sequence[int]) -> tuple[slice, ...]:
-    box = []
-    for axis, part in enumerate(component_box):
-        pad = math.ceil(margin_mm / spacing[axis])
-        box.append(slice(max(0, part.start - pad), min(int(shape[axis]), part.stop + pad)))
-    return tuple(box)
 
 
 def _kuhn_tetrahedra() -> np.ndarray:
@@ -226,8 +223,7 @@ def surface_field(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     small or one-slice lesions do not vanish).
     """
     mask = np.ascontiguousarray(mask, dtype=bool)
-    signed = np.where(mask, edt.edt(mask, anisotropy=spacing),
-                      -edt.edt(np.ascontiguousarray(~mask), anisotropy=spacing))
+    signed = -centre_signed_distance_mm(mask, spacing)  # positive inside
     smooth = ndimage.gaussian_filter(signed.astype(np.float32), SURFACE_SMOOTHING_VOXELS)
     voxels = int(np.count_nonzero(mask))
     if voxels == 0 or voxels == mask.size:
@@ -301,16 +297,6 @@ def resample_to_common(array: np.ndarray, spacing: Sequence[float], order: int) 
                                     output_shape=shape, order=order, mode="nearest")
 
 
-def signed_distance_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """Signed distance (mm) of voxel centres to the mask boundary, negative inside."""
-    mask = np.ascontiguousarray(mask, dtype=bool)
-    outside = edt.edt(np.ascontiguousarray(~mask), anisotropy=spacing)
-    inside = edt.edt(mask, anisotropy=spacing)
-    # Voxel centres lie about half a voxel from the boundary between them.
-    half = 0.5 * min(spacing)
-    return np.where(mask, half - inside, outside - half).astype(np.float32)
-
-
 def edge_rise_common_mm(ct: np.ndarray, field: np.ndarray, allowed: np.ndarray,
                         spacing: Sequence[float]) -> float:
     """edge_rise_mm measured on the common isotropic grid (see the module docstring).
@@ -322,7 +308,8 @@ def edge_rise_common_mm(ct: np.ndarray, field: np.ndarray, allowed: np.ndarray,
     ct_common = resample_to_common(ct, spacing, order=EDGE_INTERPOLATION_ORDER)
     outside = (resample_to_common(allowed, spacing, order=0) > 0.5) & ~inside
     common = (COMMON_SPACING_MM,) * 3
-    return edge_rise_mm(ct_common, signed_distance_mm(inside, common), inside, outside, common)
+    signed = boundary_signed_distance_mm(inside, common)
+    return edge_rise_mm(ct_common, signed, inside, outside, common)
 
 
 def tumor_features(
@@ -338,23 +325,24 @@ def tumor_features(
     spacing = tuple(float(s) for s in spacing)
     ct = np.asarray(ct, dtype=np.float32)
     lesions = np.asarray(lesions).astype(bool, copy=False)
-    labels, count = cc3d.connected_components(lesions, connectivity=26, return_N=True)
+    labels, sizes = label_components(lesions)
+    count = sizes.size
     if count == 0:
         return []
     voxel_mm3 = float(np.prod(spacing))
     reference_all = organ.astype(bool) & ~lesions & (ct > AIR_BELOW_HU)
     organ_median = float(np.median(ct[reference_all])) if reference_all.any() else math.nan
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     order = np.argsort(-sizes, kind="stable") + 1
     boxes = ndimage.find_objects(labels)
+    margin = margin_voxels(CROP_MARGIN_MM, spacing)
     results = []
     for rank, label in enumerate(order, start=1):
-        box = _crop_box(boxes[label - 1], CROP_MARGIN_MM, spacing, ct.shape)
+        box = grow_box(boxes[label - 1], margin, ct.shape)
         component = labels[box] == label
         ct_crop = ct[box]
         reference = reference_all[box]
         # Organ voxels at least two voxels from any lesion of this organ.
-        lesion_distance = edt.edt(np.ascontiguousarray(~lesions[box]), anisotropy=spacing)
+        lesion_distance = depth_mm(~lesions[box], spacing)
         background = reference & (lesion_distance >= 2.0 * max(spacing))
 
         # One surface field serves sphericity (padded: a closed mesh) and the edge profile.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import edt
 import numpy as np
 
-from tumorscale.synth.centerline import mask_bounds
+from tumorscale.masks import mask_bounds
 from tumorscale.synth.types import Crop
 
 LUMEN_AIR_HU = -300.0  # synthesis-notes §7

@@ -98,10 +98,11 @@ def ellipsoid_frame(
     return rho.astype(np.float32), dist.astype(np.float32)
 
 
-def signed_distance_mm(
+def lobulated_signed_distance_mm(
     params: TumorParams, crop: Crop
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(signed distance to the lobulated boundary in mm, negative inside; normalised radius
+    """Analytic distance field of the tumor's own shape (no voxel mask involved):
+    (signed distance to the lobulated boundary in mm, negative inside; normalised radius
     that is 1 on that boundary; mm per unit of that radius along each ray), float32 on the crop."""
     rho, dist = ellipsoid_frame(params, crop)
     # mm per unit of rho along each ray (the ellipsoid's radius in that direction).

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-# Size classes of the paper (equivalent diameter): small < 20 mm, medium 20-50 mm, large > 50 mm.
-SIZE_CLASSES: tuple[str, ...] = ("small", "medium", "large")
+from tumorscale.geometry import spacing_of
+
 DEFAULT_SIZE_MIX: tuple[float, float, float] = (4.0, 2.0, 1.0)
 
 
@@ -208,7 +208,7 @@ class Crop:
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
-        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+        return spacing_of(self.affine)
 
     def world_points(self) -> np.ndarray:
         """RAS mm of every voxel centre in the crop, shape (*crop.shape, 3)."""
@@ -238,7 +238,7 @@ class Crop:
     ) -> Crop:
         """The box of voxels within `radius_mm` (per axis) of `center_mm`, clipped to the volume."""
         center_voxel = np.linalg.solve(affine, np.append(np.asarray(center_mm, float), 1.0))[:3]
-        spacing = np.linalg.norm(affine[:3, :3], axis=0)
+        spacing = np.asarray(spacing_of(affine))
         half = np.ceil(radius_mm / spacing)
         start = np.clip(np.floor(center_voxel - half), 0, np.asarray(volume_shape)).astype(int)
         stop = np.clip(np.ceil(center_voxel + half) + 1, 0, np.asarray(volume_shape)).astype(int)

@@ -29,7 +29,7 @@ Each number, its value, and its source (§ = synthesis-notes section; [assumptio
   (well-defined). §7 shape column; §8.4 "0.5-2 mm".
 - outward growth: only into -300 HU .. organ median + 20 HU: fat, not bowel gas or enhancing
   organs [assumption].
-- size bins: small < 20, medium 20-50, large > 50 mm. The paper; tumorscale.sizes.
+- size classes: small < 20, medium 20-50, large > 50 mm. The paper; tumorscale.sizes.
 
 The uterus' axes and cavity (`UterusAnatomy`) are prepared once per scan on the `OrganHost`.
 """
@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from tumorscale.geometry import spacing_of
 from tumorscale.io import Volume
 from tumorscale.sizes import in_size_class
 from tumorscale.synth.centerline import (
@@ -53,7 +54,6 @@ from tumorscale.synth.centerline import (
     principal_axes,
     smooth_bumps,
     soft_occupancy,
-    spacing_of_affine,
 )
 from tumorscale.synth.draws import pick_weighted, uniform
 from tumorscale.synth.host import OrganHost, union_of_others
@@ -224,7 +224,7 @@ def _prepare(host: OrganHost) -> UterusAnatomy:
     box, box_affine = found
     mask = np.asarray(host.masks[name])[box].astype(bool)
     ct = Volume(np.asarray(host.ct.array)[box], box_affine)
-    organ_mm3 = float(mask.sum()) * float(np.prod(spacing_of_affine(ct.affine)))
+    organ_mm3 = float(mask.sum()) * float(np.prod(spacing_of(ct.affine)))
     if organ_mm3 < MIN_UTERUS_MM3:
         raise NoRoom(
             f"uterus: organ mask too small ({int(mask.sum())} voxels, {organ_mm3:.0f} mm3)"

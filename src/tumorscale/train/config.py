@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from tumorscale.errors import InputFileError
+from tumorscale.preprocessing import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,9 @@ class DataConfig:
     organs of unknown status (no lesion file; an unannotated tumor may be there), listed or not.
     validation_cases: held out (default: a `validation_fraction` of the real cases, by seed).
     `synthetic` is an optional folder from `tumorscale synth` whose cases count as real cases
-    with (synthetic) annotations.
+    with (synthetic) annotations. `preprocessing` is the target spacing, HU window and intensity
+    range (`data.preprocessing.spacing_mm`, ...; the older `data.spacing_mm` and
+    `data.hu_window` keys are read too).
     """
 
     root: str = ""
@@ -39,8 +42,7 @@ class DataConfig:
     validation_cases: tuple[str, ...] | None = None
     validation_fraction: float = 0.2
     synthetic: str = ""
-    spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
-    hu_window: tuple[float, float] = (-175.0, 250.0)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     preprocess_workers: int = 1
 
 
@@ -171,7 +173,64 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
             kwargs[name] = _build(type(nested), value, key)
         else:
             kwargs[name] = _coerce(value, fields[name].type, key)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as error:  # a record that validates itself (Preprocessing)
+        if not where:
+            raise
+        raise ValueError(f"{where}: {error}") from error
+
+
+# Keys of configs written before the preprocessing record, and where they live now.
+LEGACY_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("data", "spacing_mm"): ("data", "preprocessing", "spacing_mm"),
+    ("data", "hu_window"): ("data", "preprocessing", "hu_window"),
+}
+
+
+def _key_path(path: str) -> tuple[str, ...]:
+    """`section.key` as a key path, an older key (LEGACY_KEYS) as the path it has now."""
+    keys = tuple(key.strip() for key in path.strip().split("."))
+    return LEGACY_KEYS.get(keys, keys)
+
+
+def _set_value(values: dict[str, Any], keys: Sequence[str], value: Any, where: str) -> None:
+    """Set the nested value at the key path `keys`, making sections on the way."""
+    node = values
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"{where}: {key} is not a section")
+    node[keys[-1]] = value
+
+
+def _upgrade(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested config values with the keys of older configs (LEGACY_KEYS) moved to where they
+    live now; giving both an older key and its new one with different values is an error."""
+    upgraded = _copy_sections(values)
+    for old, new in LEGACY_KEYS.items():
+        parent = _section(upgraded, old[:-1])
+        if parent is None or old[-1] not in parent:
+            continue
+        value = parent.pop(old[-1])
+        target = _section(upgraded, new[:-1])
+        if target is not None and new[-1] in target and target[new[-1]] != value:
+            raise ValueError(f"{'.'.join(old)} and {'.'.join(new)} are the same setting; give "
+                             "one of them")  # fmt: skip
+        _set_value(upgraded, new, value, ".".join(new))
+    return upgraded
+
+
+def _copy_sections(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _copy_sections(value) if isinstance(value, Mapping) else value
+            for key, value in values.items()}  # fmt: skip
+
+
+def _section(values: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any] | None:
+    node: Any = values
+    for key in keys:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, dict) else None
 
 
 def _apply_override(values: dict[str, Any], override: str) -> None:
@@ -179,21 +238,40 @@ def _apply_override(values: dict[str, Any], override: str) -> None:
     if "=" not in override:
         raise ValueError(f"override {override!r} must look like section.key=value")
     path, text = override.split("=", 1)
-    keys = path.strip().split(".")
-    node = values
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"override {override!r}: {key} is not a section")
     try:
-        node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
+        value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as error:
         reason = getattr(error, "problem", None) or type(error).__name__
         raise ValueError(f"override {override!r}: the value is not valid YAML ({reason})") from None
+    _set_value(values, _key_path(path), value, f"override {override!r}")
+
+
+def config_from_keys(settings: Mapping[str, Any]) -> TrainConfig:
+    """A TrainConfig from typed `section.key` → value settings (a study's `train` mapping; a
+    value may also be a whole section), not yet validated: callers set their own fields with
+    `dataclasses.replace`, then call `validate`."""
+    values: dict[str, Any] = {}
+    given: dict[tuple[str, ...], str] = {}
+    for path, value in settings.items():
+        keys = _key_path(str(path))
+        if keys in given:  # an older key and its new name
+            raise ValueError(f"{given[keys]} and {path} are the same setting; give one of them")
+        given[keys] = str(path)
+        _set_value(values, keys, value, str(path))
+    return _build(TrainConfig, _upgrade(values), "")
+
+
+def normalized_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`TrainConfig.to_dict` of config values read from any version's config.yaml (older keys
+    moved, missing keys at their defaults); raises ValueError when they do not build."""
+    return _build(TrainConfig, _upgrade(values), "").to_dict()
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config (None: all defaults) and apply `section.key=value` overrides."""
+    """Read a YAML config (None: all defaults) and apply `section.key=value` overrides.
+
+    Keys of older configs (`data.spacing_mm`, `data.hu_window`) are read as the preprocessing
+    record's (`data.preprocessing.spacing_mm`, ...), in the file and in overrides."""
     values: dict[str, Any] = {}
     if path is not None:
         try:
@@ -202,11 +280,14 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
             raise InputFileError(path, f"cannot read the training config: {error}") from error
         if not isinstance(loaded, dict):
             raise InputFileError(path, "the training config must be a mapping of keys")
-        values = loaded
+        try:
+            values = _upgrade(loaded)
+        except ValueError as error:
+            raise InputFileError(path, str(error)) from error
     for override in overrides:
         _apply_override(values, override)
     try:
-        return validate(_build(TrainConfig, values, ""))
+        return validate(_build(TrainConfig, _upgrade(values), ""))
     except ValueError as error:
         if path is None:
             raise

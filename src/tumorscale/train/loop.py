@@ -63,7 +63,7 @@ def prepare_cache(config: TrainConfig, distributed: Distributed) -> Preprocessed
     """Open the preprocessed cache, preprocessing `data.root` into it first (rank 0, resumable)."""
     data = config.data
     cache_root = Path(data.cache or Path(config.out) / "cache")
-    settings = PreprocessSettings(spacing_mm=data.spacing_mm, hu_clip=data.hu_window)
+    settings = PreprocessSettings(data.preprocessing)
     if data.root and distributed.is_main:
         report = preprocess_dataset(
             data.root, cache_root, settings, workers=data.preprocess_workers
@@ -75,13 +75,11 @@ def prepare_cache(config: TrainConfig, distributed: Distributed) -> Preprocessed
 
 
 def model_spec(config: TrainConfig, cache: PreprocessedCache) -> ModelSpec:
-    settings = cache.settings
     return ModelSpec(
         network=config.model.network,
         class_names=class_names_for(config.organs, config.model.organ_classes),
         network_overrides=dict(config.model.overrides),
-        target_spacing_mm=tuple(settings.spacing_mm),
-        hu_window=tuple(settings.hu_clip),
+        preprocessing=cache.settings.preprocessing,  # what the patches were made with
         patch_size_vox=tuple(config.patch_size),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from tumorscale.models import ModelSpec
 from tumorscale.models.base import padded_size
 from tumorscale.train.cases import CaseRoles
 from tumorscale.train.checkpoint import CHECKPOINT_NAME
-from tumorscale.train.config import TrainConfig
+from tumorscale.train.config import TrainConfig, normalized_values
 
 
 def fit_patch_to_images(
@@ -35,8 +36,6 @@ def fit_patch_to_images(
             network=config.model.network,
             class_names=("background", "tumor"),
             network_overrides=dict(config.model.overrides),
-            target_spacing_mm=(1.0, 1.0, 1.0),
-            hu_window=(-1.0, 1.0),
             patch_size_vox=tuple(config.patch_size),
         )
         .build()
@@ -86,6 +85,10 @@ def warn_about_earlier_run(out: Path, config: TrainConfig, resume: bool) -> None
         before = yaml.safe_load(earlier.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return
+    # An earlier version's config.yaml: older keys moved, missing keys at their defaults (else
+    # the file is compared as it is).
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        before = normalized_values(before)
     changed = _changed_keys(before, config.to_dict())
     if changed:
         keys = ", ".join(changed[:8])

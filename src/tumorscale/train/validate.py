@@ -1,5 +1,6 @@
 """Validation during training: sliding-window prediction of held-out preprocessed cases, scored
-with `tumorscale.metrics` (DSC per tumor class over the cases that have that tumor)."""
+with `tumorscale.masks.mask_overlap` (DSC per tumor class over the cases that have that tumor;
+the same DSC core as the evaluation's `segmentation_scores`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from tumorscale.data import PreprocessedCache, structure_mask
-from tumorscale.metrics import segmentation_scores
+from tumorscale.masks import mask_overlap
 from tumorscale.models import ModelSpec, unwrap
 from tumorscale.train.distributed import Distributed
 
@@ -55,13 +56,11 @@ def validate(
     for case_id in list(case_ids)[distributed.rank :: distributed.world_size]:
         image, bits = cache.read_patch(case_id, (0, 0, 0), cache.image_shape(case_id))
         prediction = _predict(network, image, spec, overlap, distributed.device)
-        spacing = tuple(cache.case_meta(case_id)["preprocessed"]["spacing_mm"])
         for index, name in tumor_classes:
             truth = structure_mask(bits, name)
             if not truth.any():
                 continue
-            scores = segmentation_scores(truth, prediction == index, spacing)
-            sums[name] += scores.dsc or 0.0
+            sums[name] += mask_overlap(truth, prediction == index).dice or 0.0
             counts[name] += 1
     results = {
         "validated_cases": distributed.sum(

@@ -41,7 +41,7 @@ PREDICT_KEYS = {"tta": bool, "overlap": float, "window_batch_size": int, "organ_
                 "workers": int}  # fmt: skip
 
 
-class StudySpecError(ValueError):
+class StudyConfigError(ValueError):
     """A study description that cannot be planned; the message names the key."""
 
 
@@ -90,7 +90,7 @@ class ComputePolicy:
 
 
 @dataclass(frozen=True)
-class StudySpec:
+class StudyConfig:
     name: str
     data: Path
     organs: tuple[str, ...]
@@ -122,103 +122,105 @@ class StudySpec:
 
 def _require(values: Mapping[str, Any], key: str) -> Any:
     if key not in values or values[key] is None:
-        raise StudySpecError(f"{key}: required")
+        raise StudyConfigError(f"{key}: required")
     return values[key]
 
 
 def _int_list(value: Any, key: str, minimum: int) -> tuple[int, ...]:
     items = value if isinstance(value, list | tuple) else [value]
     if not items or any(isinstance(v, bool) or not isinstance(v, int) for v in items):
-        raise StudySpecError(f"{key}: expected a list of integers, got {value!r}")
+        raise StudyConfigError(f"{key}: expected a list of integers, got {value!r}")
     if any(v < minimum for v in items):
-        raise StudySpecError(f"{key}: every value must be >= {minimum}, got {value!r}")
+        raise StudyConfigError(f"{key}: every value must be >= {minimum}, got {value!r}")
     if len(set(items)) != len(items):
-        raise StudySpecError(f"{key}: values repeat in {value!r}")
+        raise StudyConfigError(f"{key}: values repeat in {value!r}")
     return tuple(items)
 
 
 def _name(value: Any, key: str) -> str:
     if not isinstance(value, str) or not NAME_PATTERN.match(value):
-        raise StudySpecError(f"{key}: {value!r} must be letters, digits, '_', '.', '+' or '-'")
+        raise StudyConfigError(f"{key}: {value!r} must be letters, digits, '_', '.', '+' or '-'")
     return value
 
 
 def _path(value: Any, key: str, base: Path) -> Path:
     if not isinstance(value, str | Path) or not str(value):
-        raise StudySpecError(f"{key}: expected a path, got {value!r}")
+        raise StudyConfigError(f"{key}: expected a path, got {value!r}")
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path)
 
 
 def _conditions(value: Any) -> tuple[Condition, ...]:
     if not isinstance(value, list) or not value:
-        raise StudySpecError("conditions: expected a list of {name, synthetic_ratio}")
+        raise StudyConfigError("conditions: expected a list of {name, synthetic_ratio}")
     result = []
     for index, item in enumerate(value):
         key = f"conditions[{index}]"
         if not isinstance(item, Mapping) or not {"name", "synthetic_ratio"} <= set(item) or (
                 set(item) - {"name", "synthetic_ratio", "real_counts"}):
-            raise StudySpecError(f"{key}: expected the keys name, synthetic_ratio and optionally "
-                                 "real_counts")
+            raise StudyConfigError(f"{key}: expected the keys name, synthetic_ratio and optionally "
+                                   "real_counts")
         ratio = item["synthetic_ratio"]
         if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio < 0:
-            raise StudySpecError(f"{key}.synthetic_ratio: expected a number >= 0, got {ratio!r}")
+            raise StudyConfigError(f"{key}.synthetic_ratio: expected a number >= 0, got {ratio!r}")
         counts = item.get("real_counts")
         if counts is not None:
             counts = tuple(sorted(_int_list(counts, f"{key}.real_counts", 0)))
             if 0 in counts and ratio == 0:
-                raise StudySpecError(f"{key}.real_counts: 0 real scans needs synthetic_ratio > 0")
+                raise StudyConfigError(f"{key}.real_counts: 0 real scans needs synthetic_ratio > 0")
         result.append(Condition(_name(item["name"], f"{key}.name"), float(ratio), counts))
     if len({c.name for c in result}) != len(result):
-        raise StudySpecError("conditions: names repeat")
+        raise StudyConfigError("conditions: names repeat")
     return tuple(result)
 
 
 def _test_split(value: Any) -> TestSplit:
     if not isinstance(value, Mapping):
-        raise StudySpecError("id_test: expected {fraction: x} or {count: n} or {cases: [...]}")
+        raise StudyConfigError("id_test: expected {fraction: x} or {count: n} or {cases: [...]}")
     unknown = set(value) - {"name", "fraction", "count", "cases"}
     if unknown:
-        raise StudySpecError(f"id_test: unknown key(s) {sorted(unknown)}")
+        raise StudyConfigError(f"id_test: unknown key(s) {sorted(unknown)}")
     chosen = [k for k in ("fraction", "count", "cases") if value.get(k) is not None]
     if len(chosen) != 1:
-        raise StudySpecError("id_test: give exactly one of fraction, count or cases")
+        raise StudyConfigError("id_test: give exactly one of fraction, count or cases")
     name = _name(value.get("name", "id"), "id_test.name")
     fraction, count, cases = value.get("fraction"), value.get("count"), value.get("cases")
     if fraction is not None and not (isinstance(fraction, int | float) and 0 < fraction < 1):
-        raise StudySpecError(f"id_test.fraction: expected a number in (0, 1), got {fraction!r}")
+        raise StudyConfigError(f"id_test.fraction: expected a number in (0, 1), got {fraction!r}")
     if count is not None:
         count = _int_list(count, "id_test.count", 1)[0]
     if cases is not None:
         if not isinstance(cases, list) or not cases:
-            raise StudySpecError("id_test.cases: expected a list of case ids")
+            raise StudyConfigError("id_test.cases: expected a list of case ids")
         cases = tuple(str(c) for c in cases)
     return TestSplit(name, float(fraction) if fraction is not None else None, count, cases)
 
 
 def _compute(value: Any) -> ComputePolicy:
     if not isinstance(value, Mapping):
-        raise StudySpecError("compute: expected {policy: fixed, iterations: n} or "
-                             "{policy: scaled, per_real_case: x, min_iterations: n}")
+        raise StudyConfigError("compute: expected {policy: fixed, iterations: n} or "
+                               "{policy: scaled, per_real_case: x, min_iterations: n}")
     fields = {f.name for f in dataclasses.fields(ComputePolicy)}
     unknown = set(value) - fields
     if unknown:
-        raise StudySpecError(f"compute: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}")
+        raise StudyConfigError(
+            f"compute: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}"
+        )
     policy = ComputePolicy(**value)
     if policy.policy not in ("fixed", "scaled"):
-        raise StudySpecError(f"compute.policy: {policy.policy!r} is not 'fixed' or 'scaled'")
+        raise StudyConfigError(f"compute.policy: {policy.policy!r} is not 'fixed' or 'scaled'")
     for key in ("iterations", "min_iterations"):
         number = getattr(policy, key)
         if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            raise StudySpecError(f"compute.{key}: expected an integer >= 1, got {number!r}")
+            raise StudyConfigError(f"compute.{key}: expected an integer >= 1, got {number!r}")
     if not isinstance(policy.per_real_case, int | float) or policy.per_real_case <= 0:
-        raise StudySpecError("compute.per_real_case: expected a number > 0")
+        raise StudyConfigError("compute.per_real_case: expected a number > 0")
     return policy
 
 
 def _flag(value: Any, key: str) -> bool:
     if not isinstance(value, bool):
-        raise StudySpecError(f"{key}: expected true or false, got {value!r}")
+        raise StudyConfigError(f"{key}: expected true or false, got {value!r}")
     return value
 
 
@@ -226,7 +228,7 @@ def _mapping(value: Any, key: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise StudySpecError(f"{key}: expected a mapping of keys")
+        raise StudyConfigError(f"{key}: expected a mapping of keys")
     return dict(value)
 
 
@@ -239,34 +241,28 @@ def _organs(value: Any) -> tuple[str, ...]:
     organs = tuple(value) if isinstance(value, list | tuple) else (value,)
     unknown = [o for o in organs if o not in TUMOR_ORGANS]
     if unknown or not organs:
-        raise StudySpecError(f"organs: {unknown or 'none'} not among {list(TUMOR_ORGANS)}")
+        raise StudyConfigError(f"organs: {unknown or 'none'} not among {list(TUMOR_ORGANS)}")
     return organs
 
 
 def _check_train(train: Mapping[str, Any], organs: tuple[str, ...]) -> None:
     """Reject keys the study sets itself, then let TrainConfig validate the rest."""
-    from tumorscale.train import load_config
+    from tumorscale.train.config import config_from_keys, validate
 
     owned = {"out", "organs", "seed", "epochs", "iterations_per_epoch", "data.root", "data.cache",
              "data.real_cases", "data.healthy_cases", "data.validation_cases",
              "synthesis.on_the_fly", "synthesis.ratio", "data.synthetic"}  # fmt: skip
     if "data.allow_unknown_hosts" in train:
-        raise StudySpecError("train: data.allow_unknown_hosts is set by the study's "
-                             "allow_unknown_hosts key")
+        raise StudyConfigError("train: data.allow_unknown_hosts is set by the study's "
+                               "allow_unknown_hosts key")
     taken = sorted(set(train) & owned)
     if taken:
-        raise StudySpecError(f"train: {taken} are set by the study for each run")
+        raise StudyConfigError(f"train: {taken} are set by the study for each run")
     try:
-        load_config(None, [*train_overrides(train), "data.cache=check"])
+        config = config_from_keys(train)
+        validate(dataclasses.replace(config, data=dataclasses.replace(config.data, cache="check")))
     except ValueError as error:
-        raise StudySpecError(f"train: {error}") from error
-
-
-def train_overrides(train: Mapping[str, Any]) -> list[str]:
-    """`section.key=value` override strings (JSON values are valid YAML)."""
-    import json
-
-    return [f"{key}={json.dumps(value)}" for key, value in train.items()]
+        raise StudyConfigError(f"train: {error}") from error
 
 
 def _check_sections(predict: Mapping[str, Any], evaluation: Mapping[str, Any]) -> None:
@@ -274,24 +270,24 @@ def _check_sections(predict: Mapping[str, Any], evaluation: Mapping[str, Any]) -
 
     unknown = sorted(set(predict) - set(PREDICT_KEYS))
     if unknown:
-        raise StudySpecError(f"predict: unknown key(s) {unknown}; known: {sorted(PREDICT_KEYS)}")
+        raise StudyConfigError(f"predict: unknown key(s) {unknown}; known: {sorted(PREDICT_KEYS)}")
     try:
         EvaluationSettings(**evaluation)
     except (TypeError, ValueError) as error:
-        raise StudySpecError(f"evaluation: {error}") from error
+        raise StudyConfigError(f"evaluation: {error}") from error
 
 
-def parse_study(values: Mapping[str, Any], base: Path) -> StudySpec:
-    """Build and validate a StudySpec from YAML values; relative paths resolve against `base`."""
-    known = {f.name for f in dataclasses.fields(StudySpec)}
+def parse_study(values: Mapping[str, Any], base: Path) -> StudyConfig:
+    """Build and validate a StudyConfig from YAML values; relative paths resolve against `base`."""
+    known = {f.name for f in dataclasses.fields(StudyConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise StudySpecError(f"unknown key(s) {unknown}; known: {sorted(known)}")
+        raise StudyConfigError(f"unknown key(s) {unknown}; known: {sorted(known)}")
     organs = _organs(_require(values, "organs"))
     healthy = values.get("healthy_pool", "auto")
     if healthy not in (None, "auto") and not isinstance(healthy, list):
-        raise StudySpecError("healthy_pool: expected 'auto' or a list of case ids")
-    spec = StudySpec(
+        raise StudyConfigError("healthy_pool: expected 'auto' or a list of case ids")
+    spec = StudyConfig(
         name=_name(_require(values, "name"), "name"),
         data=_path(_require(values, "data"), "data", base),
         organs=organs,
@@ -312,19 +308,20 @@ def parse_study(values: Mapping[str, Any], base: Path) -> StudySpec:
     for index, condition in enumerate(spec.conditions):
         extra = sorted(set(condition.real_counts or ()) - set(spec.real_counts))
         if extra:
-            raise StudySpecError(f"conditions[{index}].real_counts: {extra} are not among the "
-                                 f"study's real_counts {list(spec.real_counts)}")
+            raise StudyConfigError(f"conditions[{index}].real_counts: {extra} are not among the "
+                                   f"study's real_counts {list(spec.real_counts)}")
     if spec.real_counts == (0,) or (0 in spec.real_counts and not spec.has_synthetic):
-        raise StudySpecError("real_counts: 0 (no real scans) needs a condition with "
-                             "synthetic_ratio > 0 and at least one count above 0")
+        raise StudyConfigError("real_counts: 0 (no real scans) needs a condition with "
+                               "synthetic_ratio > 0 and at least one count above 0")
     if spec.id_test.name in spec.ood_tests:
-        raise StudySpecError(f"ood_tests.{spec.id_test.name}: the name of the in-distribution test")
+        raise StudyConfigError(
+            f"ood_tests.{spec.id_test.name}: the name of the in-distribution test")
     _check_train(spec.train, organs)
     _check_sections(spec.predict, spec.evaluation)
     return spec
 
 
-def load_study(path: str | Path) -> StudySpec:
+def load_study(path: str | Path) -> StudyConfig:
     """Read a study YAML file; errors name the file and the key."""
     path = Path(path)
     try:
@@ -335,5 +332,5 @@ def load_study(path: str | Path) -> StudySpec:
         raise InputFileError(path, "the study description must be a mapping of keys")
     try:
         return parse_study(values, path.resolve().parent)
-    except (StudySpecError, TypeError) as error:
+    except (StudyConfigError, TypeError) as error:
         raise InputFileError(path, str(error)) from error

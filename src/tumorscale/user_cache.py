@@ -1,4 +1,5 @@
-"""Where tumorscale keeps derived data (downloads, lesion statistics): never inside a dataset."""
+"""The user cache folder: derived data tumorscale can make again (downloads, lesion statistics),
+never inside a dataset. (The preprocessed training cache is `tumorscale.data.cache`, elsewhere.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 CACHE_ENV = "TUMORSCALE_CACHE_DIR"
 
 
-def cache_dir(*parts: str) -> Path:
+def user_cache_dir(*parts: str) -> Path:
     """The cache folder (created if needed), with `parts` naming a sub-folder.
 
     `$TUMORSCALE_CACHE_DIR`, else `$XDG_CACHE_HOME/tumorscale`, else `~/.cache/tumorscale`.
