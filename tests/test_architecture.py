@@ -31,7 +31,7 @@ LAYERS: dict[str, int] = {
     "infer": 11,
     "metrics": 12,
     "study": 13,
-    "cli_output": 14, "cli_study": 15, "cli": 16, "__main__": 17,
+    "cli": 14, "__main__": 15,
 }
 
 # Modules allowed past the size limit, each with the reason it stays whole.

@@ -23,7 +23,7 @@ def test_readme_python_api_example_runs(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "readme_example"}
-    exec(compile(_api_example(), str(README), "exec"), namespace)  # noqa: S102
+    exec(compile(_api_example(), str(README), "exec"), namespace)
 
     printed = capsys.readouterr().out
     assert "(" in printed and "synthetic cases, 0 failed" in printed

@@ -18,10 +18,10 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.study.conftest import write_study
-from tumorscale.cli_study import study_app
+from tumorscale.cli.study import study_app
 from tumorscale.study import execute_study, load_plan
 
-STUDY_CLI = "from tumorscale.cli_study import study_app; study_app()"
+STUDY_CLI = "from tumorscale.cli.study import study_app; study_app()"
 RUN_IDS = ["n2_real_s0", "n2_synth3_s0", "n4_real_s0", "n4_synth3_s0"]
 
 

@@ -2,7 +2,7 @@
 
 This module holds the app and the study-level commands (demo, synth-qa, evaluate, preprocess,
 train); `cli.dataset` the `dataset` sub-app, `cli.batch` the batch-job commands, `cli.common`
-the option types and error exit they share; `cli_output` prints, `cli_study` is `study`.
+the option types and error exit they share; `cli.output` prints, `cli.study` is `study`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typer.core import TyperGroup
 from tumorscale.cli.batch import jobs_app
 from tumorscale.cli.common import Organs, Quiet, Workers, fail, selected_organs
 from tumorscale.cli.dataset import dataset_app
-from tumorscale.cli_output import print_report, progress_bar, stderr, stdout, styled, tagged
-from tumorscale.cli_study import study_app
+from tumorscale.cli.output import print_report, progress_bar, stderr, stdout, styled, tagged
+from tumorscale.cli.study import study_app
 from tumorscale.errors import TumorscaleError, describe_os_error
 
 
@@ -62,7 +62,7 @@ def demo(
     (0: synthetic tumors only) with the `tiny` network at 3 mm → predict → evaluate → fit → HTML
     report. About 8 minutes on a 2-core CPU; rerun to resume. Reported as measured.
     """
-    from tumorscale.cli_study import study_progress
+    from tumorscale.cli.study import study_progress
     from tumorscale.study.demo import make_demo
 
     # In the working folder, not a hidden cache: the report is something to open and keep.
@@ -155,7 +155,7 @@ def evaluate(
     others go on (exit code 1 at the end). Writes per_case.csv (one row per case × organ),
     summary.json and summary.md (per organ and per split group, 95% bootstrap intervals).
     """
-    from tumorscale.cli_output import evaluation_table
+    from tumorscale.cli.output import evaluation_table
     from tumorscale.metrics import EmptyPolicy, EvaluationSettings, MatchRule, evaluate_folders
 
     try:
@@ -251,7 +251,7 @@ def train(
     overridden as `section.key=value`. Checkpoints every `checkpoint_every` iterations; `--resume`
     continues bit-identically. Under `torchrun`, trains with DDP (see README).
     """
-    from tumorscale.cli_output import training_bar
+    from tumorscale.cli.output import training_bar
     from tumorscale.train import load_config
     from tumorscale.train import train as run_training
 

@@ -1,5 +1,5 @@
 """The batch-job commands (`phantom`, `synth`, `predict`, `export-nnunet`): each runs a
-resumable job (`tumorscale.jobs`) and prints its report with `cli_output.print_report`.
+resumable job (`tumorscale.jobs`) and prints its report with `cli.output.print_report`.
 `tumorscale.cli` adds them to the `tumorscale` command."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tumorscale.cli.common import Organs, Quiet, Workers, fail
-from tumorscale.cli_output import print_report, progress_bar, stderr, tagged
+from tumorscale.cli.output import print_report, progress_bar, stderr, tagged
 from tumorscale.errors import TumorscaleError
 from tumorscale.organs import get_organ
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tumorscale.cli_output import stderr, tagged
+from tumorscale.cli.output import stderr, tagged
 from tumorscale.errors import TumorscaleError
 from tumorscale.organs import TUMOR_ORGANS, get_organ
 

@@ -10,7 +10,7 @@ import typer
 
 from tumorscale import atlas
 from tumorscale.cli.common import Organs, Quiet, Workers, fail, selected_organs
-from tumorscale.cli_output import print_problems, progress_bar, stderr, stdout, summary_table
+from tumorscale.cli.output import print_problems, progress_bar, stderr, stdout, summary_table
 from tumorscale.errors import TumorscaleError
 
 dataset_app = typer.Typer(

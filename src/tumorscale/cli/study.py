@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tumorscale.cli_output import stderr, stdout, styled, tagged
+from tumorscale.cli.output import stderr, stdout, styled, tagged
 from tumorscale.errors import TumorscaleError
 
 study_app = typer.Typer(help="Scaling studies: plan, run (local or Dask), fit, report.",
