@@ -245,17 +245,23 @@ def _organs(value: Any) -> tuple[str, ...]:
     return organs
 
 
+# Training keys a study sets itself for every run (`study.steps.base_config` and `run_config`),
+# so a study file may not give them under `train`.
+STUDY_TRAIN_KEYS: tuple[str, ...] = (
+    "out", "organs", "seed", "epochs", "iterations_per_epoch", "data.root", "data.cache",
+    "data.real_cases", "data.healthy_cases", "data.validation_cases", "synthesis.on_the_fly",
+    "synthesis.ratio", "data.synthetic",
+)
+
+
 def _check_train(train: Mapping[str, Any], organs: tuple[str, ...]) -> None:
     """Reject keys the study sets itself, then let TrainConfig validate the rest."""
     from tumorscale.train.config import config_from_keys, validate
 
-    owned = {"out", "organs", "seed", "epochs", "iterations_per_epoch", "data.root", "data.cache",
-             "data.real_cases", "data.healthy_cases", "data.validation_cases",
-             "synthesis.on_the_fly", "synthesis.ratio", "data.synthetic"}  # fmt: skip
     if "data.allow_unknown_hosts" in train:
         raise StudyConfigError("train: data.allow_unknown_hosts is set by the study's "
                                "allow_unknown_hosts key")
-    taken = sorted(set(train) & owned)
+    taken = sorted(set(train) & set(STUDY_TRAIN_KEYS))
     if taken:
         raise StudyConfigError(f"train: {taken} are set by the study for each run")
     try:
