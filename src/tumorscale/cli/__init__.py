@@ -15,9 +15,9 @@ import typer
 from typer.core import TyperGroup
 
 from tumorscale.cli.batch import jobs_app
-from tumorscale.cli.common import Organs, Quiet, Workers, fail, selected_organs
+from tumorscale.cli.common import Organs, Quiet, Workers, fail, finish_job, selected_organs
 from tumorscale.cli.dataset import dataset_app
-from tumorscale.cli.output import print_report, progress_bar, stderr, stdout, styled, tagged
+from tumorscale.cli.output import progress_bar, stderr, stdout, styled, tagged
 from tumorscale.cli.study import study_app
 from tumorscale.errors import TumorscaleError, describe_os_error
 
@@ -225,13 +225,11 @@ def preprocess(
             report = preprocess_dataset(data, cache, settings, workers or 1, progress=progress)
     except (TumorscaleError, ValueError) as error:
         raise fail(error) from error
-    print_report(
+    finish_job(
         report,
         f"{len(report.done)} preprocessed, {len(report.skipped)} already done, "
         f"{len(report.failed)} failed -> {cache}",
     )
-    if not report.ok:
-        raise typer.Exit(code=1)
 
 
 @app.command(context_settings={"allow_extra_args": False})

@@ -1,6 +1,6 @@
 """The batch-job commands (`phantom`, `synth`, `predict`, `export-nnunet`): each runs a
-resumable job (`tumorscale.jobs`) and prints its report with `cli.output.print_report`.
-`tumorscale.cli` adds them to the `tumorscale` command."""
+resumable job (`tumorscale.jobs`) and ends with `cli.common.finish_job` (the report; exit 1 on a
+failed case). `tumorscale.cli` adds them to the `tumorscale` command."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from tumorscale.cli.common import Organs, Quiet, Workers, fail
+from tumorscale.cli.common import Organs, Quiet, Workers, fail, finish_job
 from tumorscale.cli.output import print_report, progress_bar, stderr, tagged
 from tumorscale.errors import TumorscaleError
 from tumorscale.organs import get_organ
@@ -69,9 +69,7 @@ def phantom(
         report = write_phantoms(out, cases, seed, options, quiet)
     except (TumorscaleError, ValueError) as error:
         raise fail(error) from error
-    print_report(report, f"{len(report.complete)} phantom cases in {out}")
-    if not report.ok:
-        raise typer.Exit(code=1)
+    finish_job(report, f"{len(report.complete)} phantom cases in {out}")
 
 
 def _parse_size_mix(text: str) -> tuple[float, float, float]:
@@ -134,15 +132,13 @@ def synth(
             )
     except (TumorscaleError, ValueError) as error:
         raise fail(error) from error
-    print_report(
+    finish_job(
         report,
         f"{len(report.done)} synthetic cases written, {len(report.skipped)} already complete, "
         f"{report.details['tumors']} tumors in total, "
         f"{len(report.excluded)} source cases not healthy, "
         f"{len(report.failed)} failed -> {out / 'synthesis.csv'}",
     )
-    if not report.ok:
-        raise typer.Exit(code=1)
 
 
 def _check_device(device: str) -> None:
@@ -254,13 +250,11 @@ def predict(
     except (TumorscaleError, ValueError) as error:
         raise fail(error) from error
     csv_path = report.out / CSV_NAME
-    print_report(
+    finish_job(
         report,
         f"{len(report.done)} predicted, {len(report.skipped)} already done, "
         f"{len(report.failed)} failed -> {csv_path}",
     )
-    if not report.ok:
-        raise typer.Exit(code=1)
 
 
 @jobs_app.command("export-nnunet")
