@@ -6,6 +6,8 @@ tumors, preprocessed to 1.5 mm. Measured in the same run, one process each:
   case (gzipped NIfTI) and crop a random 96³ patch (no resampling, no augmentation);
 - tumorscale `PatchStream`, 96³ patches, augmentation on: real patches only, and the default mix
   with tumors synthesized on the fly in healthy cases (synthetic:real = 3);
+- augmentation alone, on the same real patches, interleaved: the nnU-Net chain as MONAI
+  dictionary transforms (`monai_augment.py`, the baseline) against `tumorscale.data.augment`;
 - model only (`benchmark_random_data`: random tensors): SGD iterations/s with Dice+CE deep
   supervision for preset `tiny` (64³, batch 2) and `S` (96³, batch 2), torch threads = cores.
 It then prints how many data workers one accelerator needs at a few model speeds.
@@ -25,8 +27,12 @@ import nibabel as nib
 import numpy as np
 import torch
 
+# benchmarks/ is on sys.path (the script's folder)
+from monai_augment import build_monai_augmentation, monai_augment
+
 from tumorscale.data import PreprocessedCache, PreprocessSettings, preprocess_dataset
-from tumorscale.data.augment import AugmentSettings
+from tumorscale.data.augment import AugmentSettings, augment, build_augmentation
+from tumorscale.data.labels import label_map
 from tumorscale.data.pipeline import PatchStream, PipelineConfig
 from tumorscale.models import DeepSupervisionLoss, build_network
 from tumorscale.phantom import PhantomOptions, write_cohort
@@ -75,6 +81,28 @@ def stream_patches_per_s(cache: PreprocessedCache, samples: int, synthesize: boo
     return samples / (time.perf_counter() - start)
 
 
+def augmentation_ms(cache: PreprocessedCache, samples: int) -> tuple[float, float]:
+    """Mean ms per patch of the MONAI chain and of ours, alternating on the same patches and
+    seeds (one torch thread, as in a data worker)."""
+    rng = np.random.default_rng(1)
+    patches = []
+    for index in range(samples):
+        case = cache.case_ids[index % len(cache.case_ids)]
+        start = [int(rng.integers(0, max(1, n - p))) for n, p in
+                 zip(cache.image_shape(case), PATCH, strict=True)]
+        image, bits = cache.read_patch(case, start, PATCH)
+        patches.append((image, label_map(bits, CLASSES)))
+    chains = {"monai": (build_monai_augmentation(AugmentSettings()), monai_augment),
+              "ours": (build_augmentation(AugmentSettings()), augment)}
+    spent = dict.fromkeys(chains, 0.0)
+    for seed, (image, label) in enumerate(patches):
+        for name, (chain, apply) in chains.items():
+            begin = time.perf_counter()
+            apply(chain, image, label, seed)
+            spent[name] += time.perf_counter() - begin
+    return 1000 * spent["monai"] / samples, 1000 * spent["ours"] / samples
+
+
 def iterations_per_s(preset: str, patch: int, iterations: int) -> float:
     torch.manual_seed(0)
     network = build_network(preset, 1, len(CLASSES))
@@ -102,10 +130,15 @@ def main() -> None:
         naive = naive_patches_per_s(data, max(8, args.samples // 4))
         real = stream_patches_per_s(cache, args.samples, synthesize=False)
         mixed = stream_patches_per_s(cache, args.samples, synthesize=True)
+        monai_ms, ours_ms = augmentation_ms(cache, 2 * args.samples)
     print("input pipeline, one process, 96³ patches")
     print(f"  baseline: load NIfTI + crop          {naive:7.2f} patches/s   1.0x")
     print(f"  PatchStream, real only, augmented     {real:7.2f} patches/s   {real / naive:.1f}x")
     print(f"  PatchStream, 3:1 on-the-fly synthesis {mixed:7.2f} patches/s   {mixed / naive:.1f}x")
+    print("augmentation alone (nnU-Net chain, same patches and seeds, one thread)")
+    print(f"  baseline: MONAI dictionary transforms {monai_ms:7.1f} ms/patch   1.0x")
+    print(f"  tumorscale.data.augment               {ours_ms:7.1f} ms/patch   "
+          f"{monai_ms / ours_ms:.1f}x")
     tiny = iterations_per_s("tiny", 64, args.iterations * 4)
     small = iterations_per_s("S", 96, args.iterations)
     print(f"model only (random data), {torch.get_num_threads()} CPU threads, batch 2")

@@ -57,14 +57,13 @@ def depth_mm(
 ) -> np.ndarray:
     """Distance (mm) from each mask voxel centre to the nearest non-mask voxel centre; 0 outside.
 
-    `border_is_surface`: the grid's faces count as outside (the array is padded by one empty
-    voxel), else the mask may run on past them."""
-    if border_is_surface:
-        return depth_mm(np.pad(mask, 1), spacing_mm)[1:-1, 1:-1, 1:-1]
+    `border_is_surface`: the grid's faces count as outside (as if the array were padded by one
+    empty voxel), else the mask may run on past them."""
     if not mask.any():
         return np.zeros(mask.shape, np.float32)
     return edt.edt(
-        np.ascontiguousarray(mask, dtype=np.uint8), anisotropy=tuple(float(s) for s in spacing_mm)
+        np.ascontiguousarray(mask, dtype=np.uint8), anisotropy=tuple(float(s) for s in spacing_mm),
+        black_border=border_is_surface,
     )
 
 

@@ -1,13 +1,27 @@
-"""Augmentation: deterministic per seed, image and label stay aligned, `none()` is identity."""
+"""Augmentation: deterministic per seed, image and label stay aligned, `none()` is identity, and
+each transform against scipy / MONAI's definition or an analytic answer."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
+from scipy import ndimage
 
-from tumorscale.data.augment import AugmentSettings, augment, build_augmentation
+from tumorscale.data.augment import (
+    AugmentSettings,
+    _blur,
+    _contrast,
+    _gamma,
+    _low_resolution,
+    _noise,
+    _resample,
+    augment,
+    build_augmentation,
+    rotation_matrix,
+)
 
 
 def _cube_sample() -> tuple[np.ndarray, np.ndarray]:
@@ -60,3 +74,111 @@ def test_spatial_transforms_keep_alignment() -> None:
         labelled = out_label == 1
         iou = (bright & labelled).sum() / (bright | labelled).sum()
         assert iou > 0.5  # a misaligned label (e.g. flipped alone) gives < 0.01
+
+
+# ----------------------------------------------------------------- each transform, checked
+
+
+def _smooth_volume(shape=(24, 20, 18)) -> np.ndarray:
+    grid = np.meshgrid(*[np.linspace(0, 1, n) for n in shape], indexing="ij")
+    return (0.5 + 0.3 * np.sin(3 * grid[0]) * np.cos(2 * grid[1]) + 0.2 * grid[2]).astype(
+        np.float32)
+
+
+def test_rotation_and_scaling_match_scipy_affine_transform() -> None:
+    """One resampling of output voxel p from input voxel c + A (p - c): scipy's definition."""
+    image = _smooth_volume()
+    label = (image > 0.6).astype(np.float32)
+    matrix = rotation_matrix(np.radians([20.0, -15.0, 25.0])).T / 1.2
+    centre = (np.asarray(image.shape) - 1) / 2
+    offset = centre - matrix @ centre
+    out_image, out_label = _resample(torch.from_numpy(image), torch.from_numpy(label), matrix)
+    expected = ndimage.affine_transform(image, matrix, offset, order=1)
+    expected_label = ndimage.affine_transform(label, matrix, offset, order=0)
+    # Compared where the input point lies inside the volume: the two pad differently outside.
+    source = np.tensordot(matrix, np.indices(image.shape), axes=1) + offset[:, None, None, None]
+    upper = (np.asarray(image.shape) - 1)[:, None, None, None]
+    inside = np.all((source >= 0) & (source <= upper), axis=0)
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(out_image.numpy()[inside], expected[inside], atol=2e-5)
+    same = out_label.numpy()[inside] == expected_label[inside]
+    assert same.mean() > 0.995  # ties at .5 may round apart
+
+
+def test_rotation_matrix_is_a_rotation() -> None:
+    matrix = rotation_matrix(np.radians([30.0, -10.0, 45.0]))
+    np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(matrix) == pytest.approx(1.0)
+    quarter = rotation_matrix(np.radians([0.0, 0.0, 90.0]))
+    np.testing.assert_allclose(quarter @ [1, 0, 0], [0, 1, 0], atol=1e-12)
+
+
+@pytest.mark.parametrize("factor", [0.7, 1.4])
+def test_scaling_alone_scales_a_ball_about_the_centre(factor: float) -> None:
+    shape = (48, 48, 48)
+    centre = (np.asarray(shape) - 1) / 2
+    distance = np.linalg.norm(np.indices(shape) - centre[:, None, None, None], axis=0)
+    ball = (distance <= 10).astype(np.float32)
+    _, out_label = _resample(torch.from_numpy(ball), torch.from_numpy(ball), np.eye(3) / factor)
+    radius = np.cbrt(out_label.numpy().sum() * 3 / (4 * np.pi))
+    assert radius == pytest.approx(10 * factor, rel=0.05)
+    inside = np.argwhere(out_label.numpy() > 0)
+    np.testing.assert_allclose(inside.mean(axis=0), centre, atol=0.05)  # float32 grid ties
+
+
+def test_gamma_matches_monai_adjust_contrast() -> None:
+    from monai.transforms import AdjustContrast
+
+    image = torch.from_numpy(_smooth_volume())
+    for gamma, invert in ((0.7, False), (1.5, False), (1.2, True)):
+        expected = AdjustContrast(gamma, invert_image=invert, retain_stats=True)(image[None])[0]
+        torch.testing.assert_close(_gamma(image, gamma, invert),
+                                   torch.as_tensor(expected).as_subclass(torch.Tensor),
+                                   atol=1e-5, rtol=0)
+
+
+def test_contrast_and_low_resolution_match_monai() -> None:
+    from monai.transforms import RandSimulateLowResolution, ScaleIntensityFixedMean
+
+    image = torch.from_numpy(_smooth_volume())
+    spread = ScaleIntensityFixedMean(factor=0.2, preserve_range=True, fixed_mean=True)
+    expected = spread(image[None])
+    torch.testing.assert_close(_contrast(image, 1.2), torch.as_tensor(expected)[0].as_subclass(
+        torch.Tensor), atol=1e-6, rtol=0)
+    low = RandSimulateLowResolution(prob=1.0, zoom_range=(0.6, 0.6))(image[None])
+    torch.testing.assert_close(_low_resolution(image, 0.6), torch.as_tensor(low)[0].as_subclass(
+        torch.Tensor), atol=1e-6, rtol=0)
+
+
+def test_blur_spreads_a_point_by_sigma_and_keeps_a_constant() -> None:
+    point = torch.zeros((31, 31, 31))
+    point[15, 15, 15] = 1.0
+    settings = (0.5, 1.0)
+    sigmas = np.random.default_rng(3).uniform(*settings, 3)
+    spread = _blur(point, settings, np.random.default_rng(3)).numpy()
+    assert spread.sum() == pytest.approx(1.0, abs=1e-5)
+    offsets = np.arange(31) - 15
+    for axis in range(3):
+        profile = spread.sum(axis=tuple(a for a in range(3) if a != axis))
+        assert np.sqrt((profile * offsets**2).sum()) == pytest.approx(sigmas[axis], rel=0.05)
+    constant = torch.full((12, 12, 12), 0.4)
+    np.testing.assert_allclose(_blur(constant, settings, np.random.default_rng(0)).numpy(), 0.4,
+                               atol=1e-6)
+
+
+def test_noise_has_the_drawn_sd() -> None:
+    image = torch.zeros((64, 64, 64))
+    noisy = _noise(image, 0.05, np.random.default_rng(7))
+    std = np.random.default_rng(7).uniform(0.0, 0.05)
+    assert float(noisy.std()) == pytest.approx(std, rel=0.01)
+    assert abs(float(noisy.mean())) < 3 * std / 512
+
+
+def test_scaling_alone_keeps_image_and_label_aligned() -> None:
+    image, label = _cube_sample()
+    zoom_only = replace(AugmentSettings.none(), zoom_p=1.0)
+    transform = build_augmentation(zoom_only)
+    for seed in range(4):
+        out_image, out_label = augment(transform, image, label, seed)
+        bright, labelled = out_image[0] > 0.5, out_label == 1
+        assert (bright & labelled).sum() / (bright | labelled).sum() > 0.75

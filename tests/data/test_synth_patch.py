@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.data.conftest import PATCH, PhantomCache
 from tumorscale.data import structure_mask
-from tumorscale.data.synth_patch import region_box, synthesize_patch
+from tumorscale.data.synth_patch import clip_region, region_box, synthesize_patch
 from tumorscale.synth import max_reach_mm
 
 ORGANS = ("pancreas", "liver", "kidney")
@@ -31,6 +32,18 @@ def test_region_margin_grows_with_size_class() -> None:
     assert reaches == sorted(reaches) and reaches[0] > 10.0  # at least a small tumor's radius
     start, size = region_box((50, 50, 50), PATCH, 30.0, (3.0, 3.0, 3.0))
     assert size == (68, 68, 68) and start == (16, 16, 16)
+
+
+def test_region_is_cut_to_the_scan_but_never_below_the_patch() -> None:
+    patch = (32, 32, 32)
+    # Inside: unchanged. Over the edge: cut at it. Cut below the patch: grown back inside.
+    assert clip_region((10, 10, 10), (60, 60, 60), (100, 100, 100), patch) == (
+        (10, 10, 10), (60, 60, 60))
+    start, size = clip_region((-20, 70, 5), (60, 60, 60), (100, 100, 100), patch)
+    assert start == (0, 68, 5) and size == (40, 32, 60)  # 30 left in y: grown to 32 inside
+    # A scan thinner than the patch: the whole scan, centred in a padded patch-long axis.
+    start, size = clip_region((-20, 0, 0), (60, 40, 40), (20, 100, 100), patch)
+    assert start[0] == -6 and size[0] == 32
 
 
 def test_synthesized_patches_hold_a_tumor_in_the_organ(phantom_cache: PhantomCache) -> None:
@@ -92,3 +105,29 @@ def test_the_case_phase_from_preprocessing_reaches_the_synthesizer(
     box = (slice(5, 25), slice(3, 40, 2), slice(None))
     np.testing.assert_array_equal(mask[box], np.asarray(mask)[box])
     np.testing.assert_array_equal(np.asarray(mask), ((bits >> np.uint64(3)) & np.uint64(1)))
+
+
+def test_a_writeable_bitmask_writes_only_its_bit_and_only_the_slice() -> None:
+    """The synthesizer writes pushed masks through `BitMask` into the region's bits, in its
+    crop: other structures' bits and voxels outside the slice stay as they were."""
+    from tumorscale.data.cache import BitMask
+
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**20, size=(12, 10, 8)).astype(np.uint64)
+    before = bits.copy()
+    bit = np.uint64(1) << np.uint64(5)
+    read_only = BitMask(bits, bit)
+    with pytest.raises(ValueError, match="read-only"):
+        read_only[0:2] = 1
+    mask = BitMask(bits, bit, writeable=True)
+    decoded = np.asarray(mask).copy()  # decoded first: the cached decode must follow the write
+    box = (slice(2, 7), slice(1, 9), slice(3, 6))
+    written = rng.integers(0, 2, size=(5, 8, 3)).astype(np.uint8)
+    mask[box] = written
+    decoded[box] = written
+    np.testing.assert_array_equal(np.asarray(mask), decoded)
+    np.testing.assert_array_equal((bits & bit) != 0, decoded.astype(bool))
+    np.testing.assert_array_equal(bits & ~bit, before & ~bit)
+    grown = BitMask(bits, bit, writeable=True)
+    grown[box] |= np.ones((5, 8, 3), dtype=np.uint8)  # augmented assignment: read, or, write
+    assert np.all((bits[box] & bit) != 0)

@@ -1,15 +1,24 @@
-"""Training augmentations on CPU workers: MONAI dictionary transforms with nnU-Net's probabilities.
+"""Training augmentations on CPU workers, with nnU-Net's probabilities and ranges.
 
 Order and probabilities follow nnU-Net v2 (`nnUNetTrainer.get_training_transforms`): rotation
-p 0.2 (±30°), scaling p 0.2 (0.7-1.4), Gaussian noise p 0.1, blur p 0.2, brightness p 0.15,
-contrast p 0.15, low-resolution simulation p 0.25, inverted gamma p 0.1, gamma p 0.3, mirroring
-on every axis p 0.5; plus DiffTumor's intensity shift (±0.1, p 0.15). Image and label get the same
-spatial transforms (trilinear / nearest). Intensity amounts are for images scaled to [0, 1].
+p 0.2 (±30° about each axis), scaling p 0.2 (0.7-1.4), Gaussian noise p 0.1, blur p 0.2,
+brightness p 0.15, contrast p 0.15, low-resolution simulation p 0.25, inverted gamma p 0.1,
+gamma p 0.3, mirroring on every axis p 0.5; plus DiffTumor's intensity shift (±0.1, p 0.15).
+Image and label get the same spatial transforms (trilinear / nearest). Intensity amounts are for
+images scaled to [0, 1]. Each transform follows the definition of its MONAI counterpart
+(`RandRotated`, `RandZoomd`, `RandGaussianSmoothd`, `RandAdjustContrastd`, ...).
 
-Determinism: one `Compose` per worker, re-seeded per sample (`augment(..., seed)`), so a sample's
-augmentation depends only on its seed. It runs on one torch thread: torch's multi-threaded
-reductions (the mean / SD of contrast and gamma) round differently with other thread counts, and
-batches must not depend on whether they were made in the main process or in a worker.
+Why not MONAI's dictionary transforms: per 96³ patch they cost 2.5-3x as much on one core
+(`benchmarks/bench_train.py` times both). A rotation there builds one sampling grid per key
+(about 50 ms for image and label); here one grid, built by broadcasting, serves both (about
+20 ms), both transforms drawn at once are one resampling, and there is no per-sample metadata or
+random-state bookkeeping.
+
+Determinism: every draw comes from `np.random.default_rng(seed)` (noise from a torch generator
+seeded from it), so a sample's augmentation depends only on its seed. It runs on one torch
+thread: torch's multi-threaded reductions (the mean / SD of contrast and gamma) round
+differently with other thread counts, and batches must not depend on whether they were made in
+the main process or in a worker.
 """
 
 from __future__ import annotations
@@ -21,21 +30,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from monai.transforms import (
-    Compose,
-    RandAdjustContrastd,
-    RandFlipd,
-    RandGaussianNoised,
-    RandGaussianSmoothd,
-    RandRotated,
-    RandScaleIntensityd,
-    RandScaleIntensityFixedMeand,
-    RandShiftIntensityd,
-    RandSimulateLowResolutiond,
-    RandZoomd,
-)
+import torch.nn.functional as F
+from scipy import ndimage
 
-KEYS = ("image", "label")
+_EPSILON = 1e-7  # MONAI AdjustContrast's guard against a constant image
 
 
 @dataclass(frozen=True)
@@ -76,36 +74,171 @@ class AugmentSettings:
                    if name.endswith("_p"))
 
 
-def build_augmentation(settings: AugmentSettings) -> Compose:
-    """The dictionary transform chain for {"image": (1, X, Y, Z) float, "label": (1, X, Y, Z)}."""
+def _happens(rng: np.random.Generator, probability: float) -> bool:
+    """One Bernoulli draw; a disabled transform (p = 0) draws nothing."""
+    return probability > 0 and bool(rng.random() < probability)
+
+
+# ----------------------------------------------------------------------------- spatial
+
+
+def rotation_matrix(angles_rad: np.ndarray) -> np.ndarray:
+    """Rotation about axis 0, then 1, then 2 (voxel axes), by the three angles."""
+    matrix = np.eye(3)
+    for axis, angle in enumerate(angles_rad):
+        a, b = [i for i in range(3) if i != axis]
+        turn = np.eye(3)
+        turn[a, a] = turn[b, b] = math.cos(angle)
+        turn[a, b], turn[b, a] = -math.sin(angle), math.sin(angle)
+        matrix = turn @ matrix
+    return matrix
+
+
+def _sampling_grid(shape: tuple[int, ...], output_to_input: np.ndarray) -> torch.Tensor:
+    """`grid_sample` grid (1, X, Y, Z, 3) reading input voxel c + A (p - c) for output voxel p,
+    c the centre. Built from three outer sums: `affine_grid` costs a 4x4 product per voxel."""
+    ranges = [torch.arange(n, dtype=torch.float64) - (n - 1) / 2 for n in shape]
+    grid = torch.empty((*shape, 3), dtype=torch.float32)
+    for component, axis in enumerate((2, 1, 0)):  # grid_sample's (x, y, z) are our (2, 1, 0)
+        row = output_to_input[axis] * (2.0 / max(shape[axis] - 1, 1))  # align_corners=True
+        grid[..., component] = ((row[0] * ranges[0])[:, None, None]
+                                + (row[1] * ranges[1])[None, :, None]
+                                + (row[2] * ranges[2])[None, None, :])
+    return grid[None]
+
+
+def _resample(
+    image: torch.Tensor, label: torch.Tensor, output_to_input: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image (trilinear) and label (nearest) through one grid; zeros outside (MONAI's
+    `padding_mode="zeros"`)."""
+    grid = _sampling_grid(tuple(image.shape), output_to_input)
+    out_image = F.grid_sample(image[None, None], grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=True)[0, 0]
+    if not bool(label.any()):  # all background (most random patches): nothing to move
+        return out_image, torch.zeros_like(label)
+    out_label = F.grid_sample(label[None, None], grid, mode="nearest", padding_mode="zeros",
+                              align_corners=True)[0, 0]
+    return out_image, out_label
+
+
+def spatial(
+    image: torch.Tensor, label: torch.Tensor, settings: AugmentSettings,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotation (p `rotate_p`) and scaling (p `zoom_p`) about the centre, as one resampling."""
+    limit = math.radians(settings.rotate_deg)
+    angles = rng.uniform(-limit, limit, 3) if _happens(rng, settings.rotate_p) else None
+    factor = float(rng.uniform(*settings.zoom_range)) if _happens(rng, settings.zoom_p) else 1.0
+    if angles is None and factor == 1.0:
+        return image, label
+    rotation = np.eye(3) if angles is None else rotation_matrix(angles)
+    # Output voxel p shows input voxel c + R^T (p - c) / factor: rotated, then magnified.
+    return _resample(image, label, rotation.T / factor)
+
+
+def flip(
+    image: torch.Tensor, label: torch.Tensor, settings: AugmentSettings,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mirror each axis with probability `flip_p` (one copy for all mirrored axes)."""
+    axes = [axis for axis in range(3) if _happens(rng, settings.flip_p)]
+    if not axes:
+        return image, label
+    return torch.flip(image, axes), torch.flip(label, axes)
+
+
+# ----------------------------------------------------------------------------- intensity
+
+
+def _noise(image: torch.Tensor, std_max: float, rng: np.random.Generator) -> torch.Tensor:
+    std = float(rng.uniform(0.0, std_max))
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    return image + torch.randn(image.shape, generator=generator).mul_(std)
+
+
+def _blur(image: torch.Tensor, sigma_range: tuple[float, float],
+          rng: np.random.Generator) -> torch.Tensor:
+    sigmas = rng.uniform(*sigma_range, 3)  # per axis, in voxels (MONAI sigma_x/y/z)
+    return torch.from_numpy(ndimage.gaussian_filter(image.numpy(), sigmas, mode="nearest"))
+
+
+def _contrast(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """Spread about the mean by `factor`, clipped to the input's range (MONAI
+    `ScaleIntensityFixedMean(preserve_range=True)`)."""
+    low, high, mean = image.min(), image.max(), image.mean()
+    return ((image - mean) * factor + mean).clamp_(low, high)
+
+
+def _low_resolution(image: torch.Tensor, zoom: float) -> torch.Tensor:
+    """Nearest downsampling by `zoom`, trilinear back to the shape (MONAI
+    `SimulateLowResolution`)."""
+    shape = tuple(image.shape)
+    small = [max(1, round(n * zoom)) for n in shape]
+    down = F.interpolate(image[None, None], size=small, mode="nearest")
+    return F.interpolate(down, size=shape, mode="trilinear", align_corners=False)[0, 0]
+
+
+def _gamma(image: torch.Tensor, gamma: float, invert: bool) -> torch.Tensor:
+    """Gamma on the [min, max]-normalised image, mean and SD restored (MONAI `AdjustContrast`
+    with `retain_stats=True`; `invert` applies it to the negated image)."""
+    work = -image if invert else image
+    mean, std = work.mean(), work.std()
+    low = work.min()
+    spread = work.max() - low
+    out = ((work - low) / float(spread + _EPSILON)).pow_(gamma).mul_(spread).add_(low)
+    out = (out - out.mean()) / (out.std() + 1e-8) * std + mean
+    return -out if invert else out
+
+
+def intensity(
+    image: torch.Tensor, settings: AugmentSettings, rng: np.random.Generator
+) -> torch.Tensor:
+    """The intensity transforms in nnU-Net's order, each with its own probability."""
     s = settings
-    angle = math.radians(s.rotate_deg)
-    steps = [
-        RandRotated(KEYS, range_x=angle, range_y=angle, range_z=angle, prob=s.rotate_p,
-                    mode=("bilinear", "nearest"), padding_mode="zeros", keep_size=True),
-        RandZoomd(KEYS, prob=s.zoom_p, min_zoom=s.zoom_range[0], max_zoom=s.zoom_range[1],
-                  mode=("trilinear", "nearest"), padding_mode="constant", keep_size=True),
-        RandGaussianNoised("image", prob=s.noise_p, std=s.noise_std),
-        RandGaussianSmoothd("image", sigma_x=s.blur_sigma, sigma_y=s.blur_sigma,
-                            sigma_z=s.blur_sigma, prob=s.blur_p),
-        RandScaleIntensityd("image", factors=s.brightness, prob=s.brightness_p),
-        RandScaleIntensityFixedMeand("image", factors=s.contrast, preserve_range=True,
-                                     prob=s.contrast_p),
-        RandShiftIntensityd("image", offsets=s.shift, prob=s.shift_p),
-        RandSimulateLowResolutiond("image", prob=s.low_resolution_p,
-                                   zoom_range=s.low_resolution_zoom),
-        RandAdjustContrastd("image", prob=s.inverted_gamma_p, gamma=s.gamma_range,
-                            invert_image=True, retain_stats=True),
-        RandAdjustContrastd("image", prob=s.gamma_p, gamma=s.gamma_range, retain_stats=True),
-    ]
-    steps += [RandFlipd(KEYS, prob=s.flip_p, spatial_axis=axis) for axis in range(3)]
-    # Disabled steps are dropped: each still costs a random draw and a dict copy otherwise.
-    kept = [step for step in steps if _probability(step) > 0]
-    return Compose(kept, map_items=False)
+    if _happens(rng, s.noise_p):
+        image = _noise(image, s.noise_std, rng)
+    if _happens(rng, s.blur_p):
+        image = _blur(image, s.blur_sigma, rng)
+    if _happens(rng, s.brightness_p):
+        image = image * float(1.0 + rng.uniform(-s.brightness, s.brightness))
+    if _happens(rng, s.contrast_p):
+        image = _contrast(image, float(1.0 + rng.uniform(-s.contrast, s.contrast)))
+    if _happens(rng, s.shift_p):
+        image = image + float(rng.uniform(-s.shift, s.shift))
+    if _happens(rng, s.low_resolution_p):
+        image = _low_resolution(image, float(rng.uniform(*s.low_resolution_zoom)))
+    if _happens(rng, s.inverted_gamma_p):
+        image = _gamma(image, float(rng.uniform(*s.gamma_range)), invert=True)
+    if _happens(rng, s.gamma_p):
+        image = _gamma(image, float(rng.uniform(*s.gamma_range)), invert=False)
+    return image
 
 
-def _probability(step: object) -> float:
-    return float(getattr(step, "prob", 1.0))
+# ----------------------------------------------------------------------------- the chain
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The whole chain for one settings record: spatial, intensity, mirroring."""
+
+    settings: AugmentSettings
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    def __call__(
+        self, image: torch.Tensor, label: torch.Tensor, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = spatial(image, label, self.settings, rng)
+        image = intensity(image, self.settings, rng)
+        return flip(image, label, self.settings, rng)
+
+
+def build_augmentation(settings: AugmentSettings) -> Augmentation:
+    """The transform chain `augment` applies."""
+    return Augmentation(settings)
 
 
 @contextmanager
@@ -120,19 +253,18 @@ def single_thread() -> Iterator[None]:
 
 
 def augment(
-    transform: Compose, image: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor,
+    transform: Augmentation, image: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor,
     seed: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply `transform` seeded with `seed` to image (X, Y, Z) float and label (X, Y, Z) int.
 
-    Returns float32 (1, X, Y, Z) and int64 (X, Y, Z) torch tensors (plain, no MONAI metadata)."""
-    image_t = torch.as_tensor(np.asarray(image, dtype=np.float32))[None]
-    label_t = torch.as_tensor(np.asarray(label))[None]
-    if not transform.transforms:
-        return image_t, label_t[0].to(torch.int64)
-    transform.set_random_state(seed=int(seed))
+    Returns float32 (1, X, Y, Z) and int64 (X, Y, Z) torch tensors."""
+    image_t = torch.as_tensor(np.asarray(image, dtype=np.float32))
+    label_t = torch.as_tensor(np.asarray(label))
+    if not transform.enabled:
+        return image_t[None], label_t.to(torch.int64)
     with single_thread():
-        out = transform({"image": image_t, "label": label_t.to(torch.float32)})
-    image_out = torch.as_tensor(out["image"]).as_subclass(torch.Tensor).to(torch.float32)
-    label_out = torch.as_tensor(out["label"]).as_subclass(torch.Tensor)
-    return image_out.contiguous(), label_out[0].round().to(torch.int64).contiguous()
+        out_image, out_label = transform(image_t, label_t.to(torch.float32),
+                                         np.random.default_rng(int(seed)))
+    return (out_image.to(torch.float32)[None].contiguous(),
+            out_label.round().to(torch.int64).contiguous())

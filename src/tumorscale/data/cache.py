@@ -96,18 +96,28 @@ class BitMask:
     """One structure of a region's bits, decoded only where it is read: slicing decodes just
     the slice, `np.asarray` the whole region (once). The synthesizer reads most neighbours
     only in the small crop around the tumor, so decoding every structure over the whole region
-    up front cost more than the synthesis itself. Read-only: a synthesizer that writes a mask
-    makes its own copy (`np.array(mask, copy=True)`), which is what gets written back."""
+    up front cost more than the synthesis itself. `writeable=True` (the caller owns `bits`)
+    lets slice assignment write the structure's bit in place: the synthesizer then writes a
+    pushed or grown mask in its crop instead of first copying the whole region's mask."""
 
-    def __init__(self, bits: np.ndarray, bit: np.uint64) -> None:
+    def __init__(self, bits: np.ndarray, bit: np.uint64, writeable: bool = False) -> None:
         self._bits, self._bit = bits, np.uint64(bit)
         self._full: np.ndarray | None = None
         self.shape, self.ndim, self.dtype = bits.shape, bits.ndim, np.dtype(np.uint8)
+        self.writeable = writeable
 
     def __getitem__(self, key) -> np.ndarray:
         if self._full is not None:
             return self._full[key]
         return np.asarray((self._bits[key] & self._bit) != 0).view(np.uint8)
+
+    def __setitem__(self, key, value) -> None:
+        if not self.writeable:
+            raise ValueError("this BitMask is read-only (made without writeable=True)")
+        inside = np.asarray(value) != 0
+        self._bits[key] = (self._bits[key] & ~self._bit) | inside.astype(np.uint64) * self._bit
+        if self._full is not None:
+            self._full[key] = inside
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         if self._full is None:
@@ -322,6 +332,9 @@ class PreprocessedCache:
             raise ValueError(f"start and size must be 3 integers, size >= 1; got {start}, {size}")
         low = np.maximum(start_, 0)
         high = np.minimum(start_ + size_, image.shape)
+        if np.all(low == start_) and np.all(high == start_ + size_):  # inside: no padded copy
+            source = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+            return np.asarray(image[source], dtype=np.int16), bits[source]
         out_hu = np.full(tuple(size_), AIR_HU, dtype=np.int16)
         out_bits = np.zeros(tuple(size_), dtype=BITS_DTYPE)
         if np.all(high > low):

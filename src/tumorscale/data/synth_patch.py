@@ -3,11 +3,11 @@
 Reading a whole case per sample is too slow (0.3 s), so only a region is read: a random voxel of
 the host organ is its centre, and its size is the patch plus, on each side, the largest reach of a
 tumor of the drawn size class, as the organ's tumor family states it
-(`tumorscale.synth.max_reach_mm`: the tumor, its blur and its mass effect fit). The synthesizer
-places one tumor in that region (in place, `copy=False`), the lesion bit of the organ is set where
-it went, and the patch is cut around the tumor centre (clipped into the region). When the
-synthesizer skips (organ too small, no room), the patch is a random one of the region and
-`SynthPatch.skipped` says why. Everything random comes from the sample's generator.
+(`tumorscale.synth.max_reach_mm`: the tumor, its blur and its mass effect fit), cut to the scan.
+The synthesizer places one tumor in that region (in place, `copy=False`), the lesion bit of the
+organ is set where it went, and the patch is cut around the tumor centre (clipped into the
+region). When the synthesizer skips (organ too small, no room), the patch is a random one of the
+region and `SynthPatch.skipped` says why. Everything random comes from the sample's generator.
 """
 
 from __future__ import annotations
@@ -66,18 +66,38 @@ def region_box(
     return tuple(int(v) for v in start), tuple(int(v) for v in size)  # type: ignore[return-value]
 
 
+def clip_region(
+    start: Shape3, size: Shape3, image_shape: Shape3, patch_size: Shape3
+) -> tuple[Shape3, Shape3]:
+    """The region cut to the scan: outside it there is no tissue to synthesize into, and a
+    padded region cost more to read than the tumor to make. Each axis stays at least as long
+    as the patch (kept inside the scan where it fits, padded around a thinner scan)."""
+    out_start, out_size = [], []
+    for first, length, extent, patch in zip(start, size, image_shape, patch_size, strict=True):
+        low, high = max(first, 0), min(first + length, extent)
+        want = max(high - low, patch)
+        if want <= extent:  # grow about the kept part, inside the scan
+            low = int(np.clip(low - (want - (high - low)) // 2, 0, extent - want))
+        else:  # the scan is thinner than the patch: the whole scan, centred in the patch
+            low = -((want - extent) // 2)
+        out_start.append(low)
+        out_size.append(want)
+    return tuple(out_start), tuple(out_size)  # type: ignore[return-value]
+
+
 def region_masks(
     bits: np.ndarray, names: Sequence[str], organ: str, centre: Sequence[int]
 ) -> dict[str, BitMask]:
     """Masks of the named structures present in the region (absent ones are left out), decoded
     on demand (`BitMask`). A two-part organ (kidney) keeps only the part at `centre` (region
-    voxel): the synthesizer would otherwise pick either side, often a sliver."""
+    voxel): the synthesizer would otherwise pick either side, often a sliver. The masks write
+    into `bits` in place (the synthesizer changes only its crop)."""
     present = np.bitwise_or.reduce(bits, axis=None)
     at_centre = bits[tuple(int(c) for c in centre)]
     parts = ORGANS[organ].mask_part_files
     keep = [part for part in parts if at_centre & structure_bit(part)]
     dropped = set(parts) - set(keep) if keep else set()
-    return {name: BitMask(bits, structure_bit(name)) for name in names
+    return {name: BitMask(bits, structure_bit(name), writeable=True) for name in names
             if name in STRUCTURE_BITS and name not in dropped and present & structure_bit(name)}
 
 
@@ -85,8 +105,8 @@ def write_back_bits(
     bits: np.ndarray, masks: Mapping[str, np.ndarray], box: tuple[slice, ...]
 ) -> np.ndarray:
     """A copy of `bits[box]` with every written mask's bit replaced by the (pushed / grown) mask,
-    and two-sided organs' whole-organ bit (kidney) rebuilt from their parts. Masks still
-    `BitMask`s were never written: their bits are already right."""
+    and two-sided organs' whole-organ bit (kidney) rebuilt from their parts. `BitMask`s are
+    already right in `bits`: never written, or written in place."""
     out = np.array(bits[box], copy=True)
     for name, mask in masks.items():
         if isinstance(mask, BitMask):
@@ -157,6 +177,7 @@ def synthesize_patch(
     size_class = draw_size_class(rng, size_mix)
     spacing = cache.settings.preprocessing.spacing_mm
     start, size = region_box(centre, patch_size, max_reach_mm(organ, size_class), spacing)
+    start, size = clip_region(start, size, cache.image_shape(case_id), patch_size)
     hu, bits = cache.read_region_hu(case_id, start, size)
     names = cache.case_meta(case_id)["synthesis_masks"]
     masks = region_masks(bits, names, organ, np.asarray(centre) - np.asarray(start))

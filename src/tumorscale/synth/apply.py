@@ -46,13 +46,10 @@ class Scene:
         in_place = not copy and ct.array.flags.writeable
         self.ct = ct.array if in_place else np.array(ct.array, copy=True)
         self.masks: dict[str, np.ndarray] = dict(masks)
-        # Masks that are not numpy arrays (e.g. decoded on demand) are read-only: copied on write.
+        # Written in place (copy=False) only where the mask allows it: a writeable array, or
+        # a mask decoded on demand that says `writeable`; the others are copied on first write.
         self._owned: set[str] = (
-            set()
-            if copy
-            else {
-                n for n, a in self.masks.items() if isinstance(a, np.ndarray) and a.flags.writeable
-            }
+            set() if copy else {n for n, a in self.masks.items() if _writes_in_place(a)}
         )
         self.tumor = np.zeros(ct.shape, dtype=np.uint8)
         strided = ct.array[::4, ::4, ::4]
@@ -78,6 +75,12 @@ class Scene:
                 view.flags.writeable = False
                 masks[name] = view
         return SynthesisResult(self.volume, masks, self.tumor, records)
+
+
+def _writes_in_place(mask: object) -> bool:
+    if isinstance(mask, np.ndarray):
+        return bool(mask.flags.writeable)
+    return bool(getattr(mask, "writeable", False))
 
 
 def _push_radius_mm(params: TumorParams) -> float:

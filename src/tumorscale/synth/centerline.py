@@ -133,6 +133,9 @@ class OrganCloud:
         return self.points[pick].mean(axis=0), float(self.depth[pick].max())
 
 
+_CHORD_STEPS = 3  # the direction of travel a step must keep: the chord of the last 3 steps
+
+
 def track_centreline(
     cloud: OrganCloud,
     start: np.ndarray,
@@ -156,6 +159,11 @@ def track_centreline(
         move = centre - points[-1]
         length = float(np.linalg.norm(move))
         if length < 0.3 * step_mm or move @ heading <= 0.2 * length:
+            break
+        # Also against the last few steps' chord: at a blind end a PCA axis near the tube radius
+        # can turn the heading a little per step until the track U-turns and retraces the tube.
+        chord = points[-1] - points[max(0, len(points) - 1 - _CHORD_STEPS)]
+        if len(points) > 1 and chord @ move <= 0.2 * length * float(np.linalg.norm(chord)):
             break
         axis = cloud.local_axis(centre, pca_radius_mm)
         new_heading = move / length if axis is None else axis[1]
