@@ -16,7 +16,9 @@ Runs:
   [-175, 250] then (HU - 100) / 50, `sliding_window_inference`;
 - `tiny`, `unet` (the same MONAI UNet inside tumorscale) and `S`: `tumorscale.train.train` with
   validation on the held-out cases at every checkpoint (fp32, channels-last on CPU);
-- `tiny-bf16`: `tiny` with `cpu_bf16=true` (bfloat16 autocast on CPUs that have it).
+- `tiny-bf16`: `tiny` with `cpu_bf16=true` (bfloat16 autocast on CPUs that have it);
+- `tiny-aug`: `tiny` with the training augmentations on (`augment=true`): a check that the
+  augmentation chain leaves a model that learns the task (not part of the default runs).
 
 It prints held-out DSC against training wall time (validation excluded) at each checkpoint, then
 for each tumorscale run the time it took to reach the plain loop's final DSC as a ratio of the
@@ -272,6 +274,10 @@ def main() -> None:
                 curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
                                               args.checkpoints, PATCH, args.seed,
                                               extra=("cpu_bf16=true",))
+            elif name == "tiny-aug":
+                curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
+                                              args.checkpoints, PATCH, args.seed,
+                                              extra=("augment=true",))
             elif name == "S":
                 # S has 6 stages (size divisor 32, smallest input 64³): a 64³ patch, not 48³.
                 curves[name] = tumorscale_run(task, workdir, name, "S", {}, args.s_iterations,
