@@ -4,6 +4,7 @@ Bottom of the package (imports numpy and edt only; `tumorscale.masks`, which fin
 mask is, is its sibling, so neither imports the other).
 
 - Spacing: `spacing_of` (voxel size per array axis from an affine).
+- Rotations: `rotation_matrix` (about axis 0, then 1, then 2, by three angles).
 - Boxes: `margin_voxels` (a margin in mm as whole voxels per axis), `grow_box` (a box grown by
   voxels and clipped to the grid), `box_affine` (the affine of a box's own voxel grid).
 - Distance maps (edt, true anisotropic spacing, float32), all measured between voxel centres:
@@ -26,6 +27,15 @@ def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel size in mm along each array axis: the length of each affine column (any rotation)."""
     columns = np.asarray(affine, dtype=float)[:3, :3]
     return tuple(float(v) for v in np.linalg.norm(columns, axis=0))  # type: ignore[return-value]
+
+
+def rotation_matrix(angles_rad: Sequence[float]) -> np.ndarray:
+    """Rotation about x, then y, then z (radians); columns are the rotated body axes."""
+    ax, ay, az = (float(a) for a in angles_rad)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
 
 
 def margin_voxels(margin_mm: float, spacing_mm: Sequence[float]) -> np.ndarray:

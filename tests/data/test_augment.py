@@ -20,8 +20,8 @@ from tumorscale.data.augment import (
     _resample,
     augment,
     build_augmentation,
-    rotation_matrix,
 )
+from tumorscale.geometry import rotation_matrix
 
 
 def _cube_sample() -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tumorscale.geometry import rotation_matrix
 from tumorscale.phantom.geometry import (
     Difference,
     Ellipsoid,
@@ -16,7 +17,6 @@ from tumorscale.phantom.geometry import (
     Wobbled,
     ZEllipse,
     model_volume_mm3,
-    rotation_matrix,
 )
 from tumorscale.phantom.render import Canvas, Grid, Layer, add_correlated_noise, to_int16_hu
 from tumorscale.phantom.tissues import Tissue

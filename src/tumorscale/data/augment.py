@@ -8,7 +8,7 @@ Image and label get the same spatial transforms (trilinear / nearest). Intensity
 images scaled to [0, 1]. Each transform follows the definition of its MONAI counterpart
 (`RandRotated`, `RandZoomd`, `RandGaussianSmoothd`, `RandAdjustContrastd`, ...).
 
-Why not MONAI's dictionary transforms: per 96³ patch they cost 2.5-3x as much on one core
+Why not MONAI's dictionary transforms: per 96³ patch they cost about 2x as much on one core
 (`benchmarks/bench_train.py` times both). A rotation there builds one sampling grid per key
 (about 50 ms for image and label); here one grid, built by broadcasting, serves both (about
 20 ms), both transforms drawn at once are one resampling, and there is no per-sample metadata or
@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+
+from tumorscale.geometry import rotation_matrix
 
 _EPSILON = 1e-7  # MONAI AdjustContrast's guard against a constant image
 
@@ -80,18 +82,6 @@ def _happens(rng: np.random.Generator, probability: float) -> bool:
 
 
 # ----------------------------------------------------------------------------- spatial
-
-
-def rotation_matrix(angles_rad: np.ndarray) -> np.ndarray:
-    """Rotation about axis 0, then 1, then 2 (voxel axes), by the three angles."""
-    matrix = np.eye(3)
-    for axis, angle in enumerate(angles_rad):
-        a, b = [i for i in range(3) if i != axis]
-        turn = np.eye(3)
-        turn[a, a] = turn[b, b] = math.cos(angle)
-        turn[a, b], turn[b, a] = -math.sin(angle), math.sin(angle)
-        matrix = turn @ matrix
-    return matrix
 
 
 def _sampling_grid(shape: tuple[int, ...], output_to_input: np.ndarray) -> torch.Tensor:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tumorscale.geometry import rotation_matrix
 from tumorscale.phantom.geometry import (
     Ellipsoid,
     Implicit,
@@ -26,7 +27,6 @@ from tumorscale.phantom.geometry import (
     Wobbled,
     ZEllipse,
     interpolate_along,
-    rotation_matrix,
     smooth_path,
 )
 from tumorscale.phantom.render import HuField, Layer

@@ -77,15 +77,6 @@ def grid_distance_in_box(
     return out
 
 
-def rotation_matrix(angles_rad: Sequence[float]) -> np.ndarray:
-    """Rotation about x, then y, then z (radians); columns are the rotated body axes."""
-    ax, ay, az = (float(a) for a in angles_rad)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 @dataclass(frozen=True)
 class Ellipsoid(Implicit):
     """An ellipsoid with semi-axes `radii` (mm) along the columns of `rotation`."""

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tumorscale.geometry import rotation_matrix
 from tumorscale.organs import TUMOR_ORGANS
 from tumorscale.phantom.anatomy import Anatomy, HollowOrgan
 from tumorscale.phantom.geometry import (
@@ -35,7 +36,6 @@ from tumorscale.phantom.geometry import (
     Waves,
     Wobbled,
     model_volume_mm3,
-    rotation_matrix,
 )
 from tumorscale.phantom.render import HuField, Layer
 from tumorscale.phantom.tissues import Tissue
