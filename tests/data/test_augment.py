@@ -105,6 +105,30 @@ def test_rotation_and_scaling_match_scipy_affine_transform() -> None:
     assert same.mean() > 0.995  # ties at .5 may round apart
 
 
+@pytest.mark.parametrize("factor", [0.7, 1.0, 1.4])
+def test_label_resampled_in_its_box_equals_the_whole_grid(factor: float) -> None:
+    """The label is resampled only where its bounding box lands: identical to resampling the
+    whole patch, for blobs inside, at the edge and in a corner, rotated and scaled."""
+    import torch.nn.functional as F
+
+    from tumorscale.data.augment import _sampling_grid
+
+    rng = np.random.default_rng(int(factor * 10))
+    for centre in [(20, 24, 16), (2, 30, 38), (38, 1, 0)]:
+        label = np.zeros((40, 36, 42), np.float32)
+        box = tuple(slice(max(c - 5, 0), c + 6) for c in centre)
+        label[box] = rng.integers(0, 3, size=label[box].shape)
+        matrix = rotation_matrix(rng.uniform(-0.5, 0.5, 3)).T / factor
+        grid = _sampling_grid(label.shape, matrix)
+        whole = F.grid_sample(torch.from_numpy(label)[None, None], grid, mode="nearest",
+                              padding_mode="zeros", align_corners=True)[0, 0]
+        _, out_label = _resample(torch.zeros(label.shape), torch.from_numpy(label), matrix)
+        assert whole.any() or centre != (20, 24, 16)  # a corner blob may rotate out
+        np.testing.assert_array_equal(out_label.numpy(), whole.numpy())
+    _, empty = _resample(torch.zeros((8, 8, 8)), torch.zeros((8, 8, 8)), np.eye(3))
+    assert not empty.any()
+
+
 def test_rotation_matrix_is_a_rotation() -> None:
     matrix = rotation_matrix(np.radians([30.0, -10.0, 45.0]))
     np.testing.assert_allclose(matrix @ matrix.T, np.eye(3), atol=1e-12)

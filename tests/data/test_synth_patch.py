@@ -30,8 +30,11 @@ def test_region_read_matches_cache_and_pads_with_air(phantom_cache: PhantomCache
 def test_region_margin_grows_with_size_class() -> None:
     reaches = [max_reach_mm("liver", size) for size in ("small", "medium", "large")]
     assert reaches == sorted(reaches) and reaches[0] > 10.0  # at least a small tumor's radius
-    start, size = region_box((50, 50, 50), PATCH, 30.0, (3.0, 3.0, 3.0))
-    assert size == (68, 68, 68) and start == (16, 16, 16)
+    # Per side: the larger of the reach (10 voxels) and half the patch (24), plus the window.
+    start, size = region_box((50, 50, 50), PATCH, 30.0, (3.0, 3.0, 3.0), window_mm=15.0)
+    assert size == (58, 58, 58) and start == (21, 21, 21)
+    start, size = region_box((50, 50, 50), PATCH, 90.0, (3.0, 3.0, 1.5), window_mm=0.0)
+    assert size == (60, 60, 120) and start == (20, 20, -10)
 
 
 def test_region_is_cut_to_the_scan_but_never_below_the_patch() -> None:
