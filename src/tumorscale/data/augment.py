@@ -100,17 +100,17 @@ def _sampling_grid(shape: tuple[int, ...], output_to_input: np.ndarray) -> torch
 def _resample(
     image: torch.Tensor, label: torch.Tensor, output_to_input: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image (trilinear) and label (nearest) through one grid; zeros outside (MONAI's
-    `padding_mode="zeros"`)."""
+    """Image (trilinear) and label (nearest, any dtype, kept) through one grid; zeros outside
+    (MONAI's `padding_mode="zeros"`)."""
     grid = _sampling_grid(tuple(image.shape), output_to_input)
     out_image = F.grid_sample(image[None, None], grid, mode="bilinear", padding_mode="zeros",
                               align_corners=True)[0, 0]
     out_label = torch.zeros_like(label)
     box = _label_output_box(label, output_to_input)
     if box is not None:  # only where the label can land: a tumor is a small part of a patch
-        out_label[box] = F.grid_sample(label[None, None], grid[(slice(None), *box)],
-                                       mode="nearest", padding_mode="zeros",
-                                       align_corners=True)[0, 0]
+        moved = F.grid_sample(label.to(torch.float32)[None, None], grid[(slice(None), *box)],
+                              mode="nearest", padding_mode="zeros", align_corners=True)[0, 0]
+        out_label[box] = moved.round().to(label.dtype)
     return out_image, out_label
 
 
@@ -278,7 +278,5 @@ def augment(
     if not transform.enabled:
         return image_t[None], label_t.to(torch.int64)
     with single_thread():
-        out_image, out_label = transform(image_t, label_t.to(torch.float32),
-                                         np.random.default_rng(int(seed)))
-    return (out_image.to(torch.float32)[None].contiguous(),
-            out_label.round().to(torch.int64).contiguous())
+        out_image, out_label = transform(image_t, label_t, np.random.default_rng(int(seed)))
+    return out_image.to(torch.float32)[None].contiguous(), out_label.to(torch.int64).contiguous()

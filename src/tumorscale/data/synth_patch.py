@@ -134,7 +134,7 @@ def write_back_bits(
                 any_part |= structure_bit(part)
             whole = structure_bit(organ.name)
             out &= ~whole
-            out |= ((out & any_part) != 0).astype(np.uint64) * whole
+            np.bitwise_or(out, whole, out=out, where=(out & any_part) != 0)
     return out
 
 
@@ -201,7 +201,7 @@ def synthesize_patch(
     record = result.records[0]
     box = _patch_box(rng, record, affine, size, patch_size)
     patch_bits = write_back_bits(bits, result.masks, box)
-    patch_bits |= (result.tumor_mask[box] != 0).astype(np.uint64) * structure_bit(
-        LESION_STRUCTURES[organ])
+    lesion = structure_bit(LESION_STRUCTURES[organ])
+    np.bitwise_or(patch_bits, lesion, out=patch_bits, where=result.tumor_mask[box] != 0)
     image = scale_intensity(result.ct.array[box], cache.settings)
     return SynthPatch(image, patch_bits, organ, record, record.skipped)
