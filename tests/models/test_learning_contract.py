@@ -57,7 +57,7 @@ def test_preset_lowers_its_loss_and_finds_the_tumor(preset: str) -> None:
         loss = loss_fn(network(image), label)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
     network.eval()
     with torch.no_grad():
