@@ -60,9 +60,9 @@ class SynthPatch:
     skipped: str | None
 
 
-# How far (mm) from the sampled organ voxel a tumor's centre may go. A region of the patch plus
-# the reach on each side let a large tumor's centre go anywhere in the patch, and read, and
-# prepared (depth maps, centrelines), about 4x the voxels (bench_train: 1.5x patches/s).
+# How far (mm) from the sampled organ voxel a tumor's centre may go, beyond its reach. The region
+# used to be the patch plus the reach per side: a large tumor's region, read and prepared (depth
+# maps, centrelines), held up to ~4x the voxels, and a synthesized patch took 1.5x as long.
 PLACEMENT_WINDOW_MM = 15.0
 
 
