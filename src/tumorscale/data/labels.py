@@ -44,7 +44,7 @@ def label_map(bits: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
     names = check_class_names(class_names)
     # Painted in bytes (2x faster than int64): classes are distinct structures, at most 34.
     label = np.zeros(bits.shape, dtype=np.uint8)
-    present = np.bitwise_or.reduce(bits, axis=None) if bits.size else np.uint64(0)
+    present = np.bitwise_or.reduce(bits, axis=None)  # every structure in the patch (0 if empty)
     order = sorted(range(1, len(names)), key=lambda k: names[k] in _LESIONS)  # stable: lesions last
     for index in order:
         bit = structure_bit(names[index])
