@@ -14,16 +14,10 @@ from tumorscale.geometry import spacing_of
 GRID_TOLERANCE = 1e-3
 
 
-@dataclass(frozen=True)
-class Geometry:
-    """Where a voxel grid sits in the world: its shape and its voxel-to-RAS affine.
+class _OnGrid:
+    """What an `affine` (voxel -> RAS+ mm) says about a grid: shared by `Geometry` and `Volume`."""
 
-    `header` keeps the original NIfTI header (if any) so outputs can be written with it.
-    """
-
-    shape: tuple[int, int, int]
     affine: np.ndarray
-    header: nib.Nifti1Header | None = field(default=None, compare=False, repr=False)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -34,6 +28,18 @@ class Geometry:
     def orientation(self) -> str:
         """Axis codes such as 'RAS' or 'LPS' (where each array axis points)."""
         return "".join(orientations.aff2axcodes(self.affine))
+
+
+@dataclass(frozen=True)
+class Geometry(_OnGrid):
+    """Where a voxel grid sits in the world: its shape and its voxel-to-RAS affine.
+
+    `header` keeps the original NIfTI header (if any) so outputs can be written with it.
+    """
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    header: nib.Nifti1Header | None = field(default=None, compare=False, repr=False)
 
     def matches(self, other: Geometry, tolerance: float = GRID_TOLERANCE) -> bool:
         """Same shape and an affine equal within `tolerance` (relative to the voxel size)."""
@@ -53,7 +59,7 @@ def affines_match(a: np.ndarray, b: np.ndarray, tolerance: float = GRID_TOLERANC
 
 
 @dataclass(frozen=True)
-class Volume:
+class Volume(_OnGrid):
     """A 3-D image or mask with its affine.
 
     `array` is indexed [i, j, k] with `affine` mapping (i, j, k, 1) to RAS+ world mm, as in NIfTI.
@@ -74,16 +80,6 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(n) for n in self.array.shape)
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        """Voxel size along each array axis, in mm."""
-        return spacing_of(self.affine)
-
-    @property
-    def orientation(self) -> str:
-        """Axis codes such as 'RAS' (canonical) or 'LPS'."""
-        return "".join(orientations.aff2axcodes(self.affine))
 
     @property
     def geometry(self) -> Geometry:

@@ -203,20 +203,21 @@ def _percent(value: object) -> str:
     return "–" if value is None else f"{100 * float(value):.1f}"  # type: ignore[arg-type]
 
 
-def _mean_ci(summary: dict[str, object]) -> str:
-    if summary.get("mean") is None:
-        return "–"
-    low, high = summary["ci_low"], summary["ci_high"]
-    interval = f" [{_percent(low)}, {_percent(high)}]" if low is not None else ""
-    return f"{_percent(summary['mean'])}{interval}"
-
-
-def _value_ci(entry: dict[str, object]) -> str:
-    if entry.get("value") is None:
+def _with_interval(entry: dict[str, object], key: str) -> str:
+    """`entry[key]` as a percentage with its [ci_low, ci_high] interval when there is one."""
+    if entry.get(key) is None:
         return "–"
     low, high = entry["ci_low"], entry["ci_high"]
     interval = f" [{_percent(low)}, {_percent(high)}]" if low is not None else ""
-    return f"{_percent(entry['value'])}{interval}"
+    return f"{_percent(entry[key])}{interval}"
+
+
+def _mean_ci(summary: dict[str, object]) -> str:
+    return _with_interval(summary, "mean")
+
+
+def _value_ci(entry: dict[str, object]) -> str:
+    return _with_interval(entry, "value")
 
 
 def _mm(summary: dict[str, object]) -> str:
