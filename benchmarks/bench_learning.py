@@ -18,14 +18,17 @@ Runs:
   validation on the held-out cases at every checkpoint (fp32, channels-last on CPU);
 - `tiny-bf16`: `tiny` with `cpu_bf16=true` (bfloat16 autocast on CPUs that have it);
 - `tiny-aug`: `tiny` with the training augmentations on (`augment=true`): a check that the
-  augmentation chain leaves a model that learns the task (not part of the default runs).
+  augmentation chain leaves a model that learns the task (not part of the default runs);
+- `tiny-ctnorm`: `tiny` with `data.normalisation=ct`, nnU-Net's CT normalisation (HU clipped to
+  the 0.5 and 99.5 percentiles of the training cases' tumor voxels, then z-scored with their
+  mean and SD) instead of the [-175, 250] -> [0, 1] window.
 
 It prints held-out DSC against training wall time (validation excluded) at each checkpoint, then
 for each tumorscale run the time it took to reach the plain loop's final DSC as a ratio of the
 plain loop's whole time.
 
-    python benchmarks/bench_learning.py [--runs plain,tiny,tiny-bf16,unet,S] [--iterations 1200]
-        [--checkpoints 6] [--s-iterations 120] [--workdir DIR]
+    python benchmarks/bench_learning.py [--runs plain,tiny,tiny-ctnorm,tiny-bf16,unet,S]
+        [--iterations 1200] [--checkpoints 6] [--s-iterations 120] [--seed 0] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -246,7 +249,7 @@ def report(curves: dict[str, Curve]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", default="plain,tiny,tiny-bf16,unet,S")
+    parser.add_argument("--runs", default="plain,tiny,tiny-ctnorm,tiny-bf16,unet,S")
     parser.add_argument("--iterations", type=int, default=1200)
     parser.add_argument("--checkpoints", type=int, default=6)
     parser.add_argument("--s-iterations", type=int, default=120,
@@ -278,6 +281,10 @@ def main() -> None:
                 curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
                                               args.checkpoints, PATCH, args.seed,
                                               extra=("augment=true",))
+            elif name == "tiny-ctnorm":
+                curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
+                                              args.checkpoints, PATCH, args.seed,
+                                              extra=("data.normalisation=ct",))
             elif name == "S":
                 # S has 6 stages (size divisor 32, smallest input 64³): a 64³ patch, not 48³.
                 curves[name] = tumorscale_run(task, workdir, name, "S", {}, args.s_iterations,

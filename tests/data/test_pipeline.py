@@ -95,3 +95,23 @@ def test_config_validation(phantom_cache: PhantomCache) -> None:
         _config(phantom_cache, real_case_ids=(), healthy_case_ids=())
     with pytest.raises(ValueError, match="rank"):
         _config(phantom_cache, rank=1)
+
+
+def test_patches_are_read_through_the_given_window(phantom_cache: PhantomCache) -> None:
+    """Real and synthesized patches alike: with the default window a patch is (HU + 175) / 425
+    clipped to [0, 1]; through [0, 150] HU -> [-2, 3] it must be that HU's image there."""
+    from tumorscale.preprocessing import Preprocessing
+
+    default = _config(phantom_cache, augment=AugmentSettings.none())
+    spacing = phantom_cache.cache.settings.preprocessing.spacing_mm
+    record = Preprocessing(spacing_mm=spacing, hu_window=(0.0, 150.0), intensity_range=(-2.0, 3.0))
+    windowed = replace(default, preprocessing=record)
+    kinds = set()
+    for index in range(8):
+        plain, other = PatchStream(default).sample(index), PatchStream(windowed).sample(index)
+        assert torch.equal(plain["label"], other["label"])
+        hu = plain["image"].double() * 425.0 - 175.0
+        expected = -2.0 + 5.0 * ((hu - 0.0) / 150.0).clamp(0.0, 1.0)
+        assert torch.allclose(other["image"].double(), expected, atol=1e-4)
+        kinds.add(plain["synthetic"])
+    assert kinds == {True, False}  # both kinds of sample were checked

@@ -42,6 +42,7 @@ def test_yaml_and_overrides(tmp_path):
         ("batch_size=1.5", "batch_size"),
         ("amp=fp8", "amp: .fp8. is not one of bf16, fp16, none"),
         ("optim.name=adam", "optim.name: .adam. is not one of sgd, adamw"),
+        ("data.normalisation=zscore", "data.normalisation: .zscore. is not one of window, ct"),
         ("patch_size", "section.key=value"),
     ],
 )

@@ -150,3 +150,25 @@ def test_two_process_ddp_trains_and_resumes(training_cohort, tmp_path):
     assert "validated_cases" in validation
     network, _ = load_model(out / "model.pt")
     assert sum(p.numel() for p in network.parameters()) > 0
+
+
+def test_ct_normalisation_is_measured_on_training_tumors_and_recorded(training_cohort, tmp_path):
+    from tumorscale.data import PreprocessedCache
+    from tumorscale.data.normalisation import ct_normalisation, foreground_sample
+    from tumorscale.train.cases import case_roles
+
+    _, cache_root = training_cohort
+    config = _config(cache_root, tmp_path / "run", "epochs=1", "iterations_per_epoch=20",
+                     "seed=2", "data.normalisation=ct")
+    result = train(config)
+    _, spec = load_model(result.model)
+    cache = PreprocessedCache.open(cache_root)
+    roles = case_roles(cache, config)
+    lesions = ("pancreas_lesion", "kidney_lesion", "liver_lesion")
+    sample = foreground_sample(cache, roles.real, lesions, seed=2)
+    expected = ct_normalisation(config.data.preprocessing, sample)
+    assert spec.preprocessing == expected  # the model file holds what training read through
+    low, high = spec.preprocessing.hu_window
+    assert low > -175.0 and high - low < 0.75 * 425.0  # tumor HU: narrower than [-175, 250]
+    assert spec.preprocessing.intensity_range[0] < 0 < spec.preprocessing.intensity_range[1]
+    assert np.isfinite(result.losses).all()

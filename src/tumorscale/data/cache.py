@@ -16,9 +16,11 @@ the window and [0, 1] scaling of the settings are applied when patches are read,
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import blosc2
@@ -28,7 +30,10 @@ from tumorscale.data.settings import PreprocessSettings
 from tumorscale.errors import InputFileError, TumorscaleError
 from tumorscale.io import Volume, atomic_path, write_text_atomic
 from tumorscale.organs import ORGANS, OTHER_STRUCTURES, TUMOR_ORGANS
-from tumorscale.preprocessing import scale_intensity  # the one intensity function
+from tumorscale.preprocessing import (  # scale_intensity: the one intensity function
+    Preprocessing,
+    scale_intensity,
+)
 
 SETTINGS_NAME = "settings.json"
 CASES_FOLDER = "cases"
@@ -234,6 +239,19 @@ class PreprocessedCache:
             _check_same(root, settings, expected)
         return cls(root, settings, max_open)
 
+    def with_preprocessing(self, record: Preprocessing) -> PreprocessedCache:
+        """The same cases read through another HU window and intensity range (the cache holds
+        unclipped HU, so only reading changes); the spacing must be the cache's own."""
+        if record.spacing_mm != self.settings.preprocessing.spacing_mm:
+            raise ValueError(
+                f"the cache at {self.root} is resampled to {self.settings.preprocessing.spacing_mm}"
+                f" mm; it cannot be read at {record.spacing_mm} mm"
+            )
+        view = copy.copy(self)
+        view.settings = dataclasses.replace(self.settings, preprocessing=record)
+        view._arrays = OrderedDict()  # open handles are per object, like in a worker
+        return view
+
     def __getstate__(self) -> dict:
         # Open blosc2 handles do not cross processes; each worker re-opens what it reads.
         state = dict(self.__dict__)
@@ -299,6 +317,35 @@ class PreprocessedCache:
         Outside the volume the image reads as air (the window's low end, 0.0 when scaled) and
         the structures as 0. Only the chunks the patch touches are decompressed.
         """
+        def scaled(hu: np.ndarray) -> np.ndarray:
+            return scale_intensity(hu, self.settings.preprocessing)
+
+        return self._read_box(case_id, start, size, scaled, self.settings.pad_value, np.float32)
+
+    def read_region_hu(
+        self, case_id: str, start: Sequence[int], size: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A region [start, start + size) (voxels i, j, k; may cross the border) as int16 HU
+        (unclipped) and uint64 structure bits, both of shape `size`; air (AIR_HU) and 0 outside.
+
+        What on-the-fly synthesis reads instead of the whole case (only touched chunks)."""
+        def as_int16(hu: np.ndarray) -> np.ndarray:
+            return np.asarray(hu, dtype=np.int16)
+
+        return self._read_box(case_id, start, size, as_int16, AIR_HU, np.int16)
+
+    def _read_box(
+        self,
+        case_id: str,
+        start: Sequence[int],
+        size: Sequence[int],
+        convert: Callable[[np.ndarray], np.ndarray],
+        fill: float,
+        dtype: type,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The box [start, start + size) of the case's image (through `convert`) and structure
+        bits; outside the volume the image is `fill` and the bits 0. A box inside the volume
+        is returned without a padded copy."""
         image, bits = self._open(case_id)
         start_ = np.asarray(start, dtype=np.int64)
         size_ = np.asarray(size, dtype=np.int64)
@@ -308,42 +355,15 @@ class PreprocessedCache:
         high = np.minimum(start_ + size_, image.shape)
         source = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
         if np.all(low == start_) and np.all(high == start_ + size_):
-            return scale_intensity(image[source], self.settings.preprocessing), bits[source]
-        out_image = np.full(tuple(size_), self.settings.pad_value, dtype=np.float32)
+            return convert(image[source]), bits[source]
+        out_image = np.full(tuple(size_), fill, dtype=dtype)
         out_bits = np.zeros(tuple(size_), dtype=BITS_DTYPE)
         if np.all(high > low):
             target = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(low, high, start_,
                                                                            strict=True))
-            out_image[target] = scale_intensity(image[source], self.settings.preprocessing)
+            out_image[target] = convert(image[source])
             out_bits[target] = bits[source]
         return out_image, out_bits
-
-    def read_region_hu(
-        self, case_id: str, start: Sequence[int], size: Sequence[int]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """A region [start, start + size) (voxels i, j, k; may cross the border) as int16 HU
-        (unclipped) and uint64 structure bits, both of shape `size`; air (AIR_HU) and 0 outside.
-
-        What on-the-fly synthesis reads instead of the whole case (only touched chunks)."""
-        image, bits = self._open(case_id)
-        start_ = np.asarray(start, dtype=np.int64)
-        size_ = np.asarray(size, dtype=np.int64)
-        if start_.shape != (3,) or size_.shape != (3,) or np.any(size_ < 1):
-            raise ValueError(f"start and size must be 3 integers, size >= 1; got {start}, {size}")
-        low = np.maximum(start_, 0)
-        high = np.minimum(start_ + size_, image.shape)
-        if np.all(low == start_) and np.all(high == start_ + size_):  # inside: no padded copy
-            source = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
-            return np.asarray(image[source], dtype=np.int16), bits[source]
-        out_hu = np.full(tuple(size_), AIR_HU, dtype=np.int16)
-        out_bits = np.zeros(tuple(size_), dtype=BITS_DTYPE)
-        if np.all(high > low):
-            source = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
-            target = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(low, high, start_,
-                                                                           strict=True))
-            out_hu[target] = image[source]
-            out_bits[target] = bits[source]
-        return out_hu, out_bits
 
     def read_case_hu(self, case_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The whole case: int16 HU (unclipped) and uint64 structure bits, RAS (i, j, k)."""

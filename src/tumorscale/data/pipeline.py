@@ -35,6 +35,7 @@ from tumorscale.data.sampling import (
     sample_rng,
 )
 from tumorscale.data.synth_patch import synthesize_patch
+from tumorscale.preprocessing import Preprocessing
 from tumorscale.synth import DEFAULT_SIZE_MIX
 from tumorscale.workers import die_with_parent
 
@@ -53,6 +54,8 @@ class PipelineConfig:
     size_mix: small : medium : large synthetic tumors (the paper's 4:2:1).
     host_organs: healthy case → the organs tumors may be synthesized in (those of `organs()` it
     lists; a case not in it: none), e.g. only its confirmed controls (None: all, every case).
+    preprocessing: the HU window and intensity range patches are read through (None: the
+    cache's own; training passes its CT normalisation here).
     rank, world_size: this process's DDP rank (each rank draws its own stream).
     start_index: the first sample index (= samples already consumed, to resume).
     """
@@ -69,6 +72,7 @@ class PipelineConfig:
     synth_organs: tuple[str, ...] | None = None
     size_mix: tuple[float, float, float] = DEFAULT_SIZE_MIX
     augment: AugmentSettings = field(default_factory=AugmentSettings)
+    preprocessing: Preprocessing | None = None
     seed: int = 0
     rank: int = 0
     world_size: int = 1
@@ -125,6 +129,8 @@ class PatchMaker:
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
         self.cache = PreprocessedCache.open(config.cache_root)
+        if config.preprocessing is not None:
+            self.cache = self.cache.with_preprocessing(config.preprocessing)
         self.pools = config.pools()
         self.sampler = PatchSampler(self.cache, tumor_classes(config.class_names),
                                     config.patch_size, config.foreground_fraction)

@@ -31,7 +31,10 @@ class DataConfig:
     `synthetic` is an optional folder from `tumorscale synth` whose cases count as real cases
     with (synthetic) annotations. `preprocessing` is the target spacing, HU window and intensity
     range (`data.preprocessing.spacing_mm`, ...; the older `data.spacing_mm` and
-    `data.hu_window` keys are read too).
+    `data.hu_window` keys are read too). `normalisation`: "window" reads patches through that
+    window and range (the paper's [-175, 250] -> [0, 1] by default); "ct" replaces them with
+    nnU-Net's CT normalisation measured on the training cases' foreground
+    (`tumorscale.data.normalisation`); the model file records the numbers used.
     """
 
     root: str = ""
@@ -43,6 +46,7 @@ class DataConfig:
     validation_fraction: float = 0.2
     synthetic: str = ""
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    normalisation: str = "window"  # or "ct"
     preprocess_workers: int = 1
 
 
@@ -299,7 +303,8 @@ def validate(config: TrainConfig) -> TrainConfig:
     from tumorscale.organs import TUMOR_ORGANS
 
     choices = {"optim.name": (config.optim.name, ("sgd", "adamw")),
-               "amp": (config.amp, ("bf16", "fp16", "none"))}  # fmt: skip
+               "amp": (config.amp, ("bf16", "fp16", "none")),
+               "data.normalisation": (config.data.normalisation, ("window", "ct"))}  # fmt: skip
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ValueError(f"{key}: {value!r} is not one of {', '.join(allowed)}")

@@ -37,6 +37,7 @@ def pipeline_config(
         synth_organs=tuple(config.organs),
         size_mix=tuple(synthesis.size_mix),
         augment=AugmentSettings() if config.augment else AugmentSettings.none(),
+        preprocessing=cache.settings.preprocessing,  # the window training reads through
         seed=config.seed,
         rank=distributed.rank,
         world_size=distributed.world_size,

@@ -19,10 +19,12 @@ import numpy as np
 import torch
 
 from tumorscale.data import PreprocessedCache, PreprocessSettings, preprocess_dataset
+from tumorscale.data.normalisation import ct_normalisation, foreground_sample
 from tumorscale.errors import DatasetError
 from tumorscale.io.atomic import write_text_atomic
 from tumorscale.models import DeepSupervisionLoss, ModelSpec, class_names_for, save_model
 from tumorscale.models.compute import autocast, memory_layout
+from tumorscale.organs import ORGANS
 from tumorscale.train.cases import CaseRoles, case_roles
 from tumorscale.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -72,6 +74,33 @@ def prepare_cache(config: TrainConfig, distributed: Distributed) -> Preprocessed
             raise DatasetError(data.root, f"no case could be preprocessed: {report.failed[:3]}")
     distributed.barrier()
     return PreprocessedCache.open(cache_root, expected=settings)
+
+
+def normalised(
+    cache: PreprocessedCache, config: TrainConfig, roles: CaseRoles, verbose: bool
+) -> PreprocessedCache:
+    """The cache read with nnU-Net's CT normalisation when `data.normalisation` is "ct" (its
+    foreground: the trained labels in the annotated training cases; the organs where those hold
+    no tumor voxel, as in a label-free run), else as it is."""
+    if config.data.normalisation != "ct":
+        return cache
+    lesions = tuple(ORGANS[organ].lesion_file for organ in config.organs)
+    labels = lesions + (tuple(config.organs) if config.model.organ_classes else ())
+    annotated = roles.real + roles.synthetic
+    sample = foreground_sample(cache, annotated, labels, seed=config.seed)
+    if sample.size == 0:
+        labels = tuple(config.organs)
+        sample = foreground_sample(cache, annotated + roles.healthy, labels, seed=config.seed)
+    try:
+        record = ct_normalisation(cache.settings.preprocessing, sample)
+    except ValueError as error:
+        raise DatasetError(cache.root, f"data.normalisation=ct: {error}") from None
+    if verbose:
+        low, high = record.hu_window
+        print(f"CT normalisation from {', '.join(labels)}: HU clipped to [{low:.1f}, {high:.1f}],"
+              f" z-scored to {record.intensity_range[0]:.2f}..{record.intensity_range[1]:.2f}",
+              file=sys.stderr, flush=True)  # fmt: skip
+    return cache.with_preprocessing(record)
 
 
 def model_spec(config: TrainConfig, cache: PreprocessedCache) -> ModelSpec:
@@ -219,6 +248,7 @@ def _train(config, distributed, resume, report, stop_after) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     cache = prepare_cache(config, distributed)
     roles: CaseRoles = case_roles(cache, config)
+    cache = normalised(cache, config, roles, distributed.is_main)
     config = fit_patch_to_images(config, cache, roles, distributed.is_main)
     spec = model_spec(config, cache)
     if distributed.is_main:
