@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tumorscale.data import PreprocessSettings
 from tumorscale.errors import DatasetError
 from tumorscale.train import load_config
 from tumorscale.train.cases import case_roles, host_organs
@@ -16,11 +17,13 @@ ORGANS = ("pancreas", "liver")
 
 
 class _Meta:
-    """The things `case_roles` asks of a preprocessed cache: ids, root and each case's meta."""
+    """The things `case_roles` and `pipeline_config` ask of a preprocessed cache: ids, root,
+    settings and each case's meta."""
 
     def __init__(self, statuses: dict[str, dict[str, str]]) -> None:
         self.statuses = statuses
         self.root = Path("cache")
+        self.settings = PreprocessSettings()
 
     @property
     def case_ids(self) -> tuple[str, ...]:
@@ -91,6 +94,7 @@ def test_host_organs_reach_the_patch_stream() -> None:
     stream = pipeline_config(config, COHORT, roles, spec, SimpleNamespace(rank=0, world_size=1), 0)
     assert stream.case_organs("control") == ORGANS
     assert stream.case_organs("mixed") == ("pancreas",)  # never its liver of unknown status
+    assert stream.preprocessing == COHORT.settings.preprocessing  # the workers read through it
     assert host_organs(COHORT, "unknown", config) == ()
 
 
