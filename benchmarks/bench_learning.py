@@ -21,13 +21,16 @@ Runs:
   augmentation chain leaves a model that learns the task (not part of the default runs);
 - `tiny-ctnorm`: `tiny` with `data.normalisation=ct`, nnU-Net's CT normalisation (HU clipped to
   the 0.5 and 99.5 percentiles of the training cases' tumor voxels, then z-scored with their
-  mean and SD) instead of the [-175, 250] -> [0, 1] window.
+  mean and SD) instead of the [-175, 250] -> [0, 1] window;
+- `plain-ctnorm`: the plain loop with that same CT normalisation instead of its fixed window (not
+  part of the default runs): does the normalisation help a plain MONAI loop as much?
+- `tiny-ctnorm-aug`: `tiny-ctnorm` with the augmentations on (not part of the default runs).
 
 It prints held-out DSC against training wall time (validation excluded) at each checkpoint, then
-for each tumorscale run the time it took to reach the plain loop's final DSC as a ratio of the
-plain loop's whole time.
+for each other run the time it took to reach the plain loop's final DSC as a ratio of the plain
+loop's whole time (and the same against `plain-ctnorm` when that ran).
 
-    python benchmarks/bench_learning.py [--runs plain,tiny,tiny-ctnorm,tiny-bf16,unet,S]
+    python benchmarks/bench_learning.py [--runs plain,tiny,tiny-ctnorm,tiny-bf16,unet,S,...]
         [--iterations 1200] [--checkpoints 6] [--s-iterations 120] [--seed 0] [--workdir DIR]
 """
 
@@ -39,6 +42,7 @@ import json
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +51,9 @@ import torch
 
 from tumorscale.data import PreprocessedCache, PreprocessSettings, preprocess_dataset
 from tumorscale.data.cache import structure_mask
+from tumorscale.data.normalisation import ct_normalisation, foreground_sample
 from tumorscale.phantom import PhantomOptions, write_cohort
+from tumorscale.preprocessing import Preprocessing, scale_intensity
 from tumorscale.train import load_config, train
 
 PHANTOMS = PhantomOptions(
@@ -103,9 +109,18 @@ def plain_intensity(hu: np.ndarray) -> np.ndarray:
     return (np.clip(hu, -175.0, 250.0).astype(np.float32) - 100.0) / 50.0
 
 
-def plain_patch(rng, image, label, positive):
+def ct_intensity(task: Task, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """nnU-Net's CT normalisation from the training cases' tumor voxels, as `tiny-ctnorm`'s."""
+    sample = foreground_sample(task.cache, task.train_ids, (LESION,), seed=seed)
+    record = ct_normalisation(Preprocessing(spacing_mm=SPACING_MM), sample)
+    print(f"  CT normalisation: HU [{record.hu_window[0]:.1f}, {record.hu_window[1]:.1f}] -> "
+          f"{record.intensity_range[0]:.2f}..{record.intensity_range[1]:.2f}", flush=True)
+    return lambda hu: scale_intensity(hu, record)
+
+
+def plain_patch(rng, image, label, positive, air):
     """48³ box: centred on a tumor voxel half of the time (where the case has one), else
-    uniform; volumes smaller than the patch are padded with air."""
+    uniform; volumes smaller than the patch are padded with air (`air`: its intensity)."""
     if positive is not None and rng.random() < 0.5:
         centre = positive[rng.integers(len(positive))]
         start = [int(np.clip(c - PATCH // 2, 0, max(n - PATCH, 0)))
@@ -115,11 +130,13 @@ def plain_patch(rng, image, label, positive):
     box = tuple(slice(s, s + PATCH) for s in start)
     crop_i, crop_l = image[box], label[box]
     pad = [(0, PATCH - n) for n in crop_i.shape]
-    return (np.pad(crop_i, pad, constant_values=plain_intensity(np.array(-1000.0))),
-            np.pad(crop_l, pad))
+    return np.pad(crop_i, pad, constant_values=air), np.pad(crop_l, pad)
 
 
-def plain_loop(task: Task, iterations: int, checkpoints: list[int], seed: int) -> Curve:
+def plain_loop(
+    task: Task, iterations: int, checkpoints: list[int], seed: int, name: str = "plain",
+    intensity: Callable[[np.ndarray], np.ndarray] = plain_intensity,
+) -> Curve:
     from monai.inferers import sliding_window_inference
     from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
@@ -131,20 +148,21 @@ def plain_loop(task: Task, iterations: int, checkpoints: list[int], seed: int) -
         hu, bits = task.cache.read_case_hu(case_id)
         label = structure_mask(bits, LESION).astype(np.int64)
         positive = np.argwhere(label) if label.any() else None
-        volumes[case_id] = (plain_intensity(hu), label, positive)
+        volumes[case_id] = (intensity(hu), label, positive)
+    air = float(intensity(np.array([-1000.0]))[0])
     net = UNet(3, 1, 2, norm="INSTANCE", **UNET_WIDTH)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=3e-5)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda i: (1 - min(i, iterations - 1) / iterations) ** 0.9)
-    curve, elapsed, losses = Curve("plain"), 0.0, []
+    curve, elapsed, losses = Curve(name), 0.0, []
     for iteration in range(1, iterations + 1):
         start = time.perf_counter()
         net.train()
         pairs = []
         for _ in range(2):
             image, label, positive = volumes[task.train_ids[rng.integers(len(task.train_ids))]]
-            pairs.append(plain_patch(rng, image, label, positive))
+            pairs.append(plain_patch(rng, image, label, positive, air))
         x = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]
         y = torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None]
         optimizer.zero_grad()
@@ -167,7 +185,7 @@ def plain_loop(task: Task, iterations: int, checkpoints: list[int], seed: int) -
                     truth = label == 1
                     scores.append(2 * (predicted & truth).sum() / (predicted.sum() + truth.sum()))
             curve.points.append((iteration, elapsed, float(np.mean(scores))))
-            print(f"  plain  {iteration:5d} it  {elapsed:7.1f} s  DSC {curve.points[-1][2]:.3f}",
+            print(f"  {name:6s} {iteration:5d} it  {elapsed:7.1f} s  DSC {curve.points[-1][2]:.3f}",
                   flush=True)
     curve.losses = _loss_ends(losses)
     return curve
@@ -225,26 +243,31 @@ def _training_seconds(log: Path) -> dict[int, float]:
 
 
 def report(curves: dict[str, Curve]) -> None:
-    print("\nrun     final it   train s   held-out DSC   loss first→last 10 %")
+    print("\nrun              final it   train s   held-out DSC   loss first→last 10 %")
     for curve in curves.values():
         iteration, seconds, dsc = curve.final
         first, last = curve.losses
-        print(f"{curve.name:6s} {iteration:9d} {seconds:9.1f} {dsc:14.3f}   "
+        print(f"{curve.name:15s} {iteration:9d} {seconds:9.1f} {dsc:14.3f}   "
               f"{first:.3f} → {last:.3f}")
-    if "plain" not in curves:
-        return
-    _, plain_seconds, plain_dsc = curves["plain"].final
-    print(f"\nplain loop: final held-out DSC {plain_dsc:.3f} after {plain_seconds:.1f} s")
+    for baseline in ("plain", "plain-ctnorm"):
+        if baseline in curves:
+            _report_against(curves, baseline)
+
+
+def _report_against(curves: dict[str, Curve], baseline: str) -> None:
+    """When each other run first reached the baseline's final DSC, as a share of its time."""
+    _, base_seconds, base_dsc = curves[baseline].final
+    print(f"\n{baseline}: final held-out DSC {base_dsc:.3f} after {base_seconds:.1f} s")
     for name, curve in curves.items():
-        if name == "plain":
+        if name == baseline:
             continue
-        reached = curve.time_to(plain_dsc)
+        reached = curve.time_to(base_dsc)
         if reached is None:
             best = max(point[2] for point in curve.points)
-            print(f"{name:6s} never reached {plain_dsc:.3f} (best {best:.3f})")
+            print(f"{name:15s} never reached {base_dsc:.3f} (best {best:.3f})")
         else:
-            print(f"{name:6s} reached {plain_dsc:.3f} after {reached:.1f} s = "
-                  f"{reached / plain_seconds:.2f}x the plain loop's time")
+            print(f"{name:15s} reached {base_dsc:.3f} after {reached:.1f} s = "
+                  f"{reached / base_seconds:.2f}x the {baseline} loop's time")
 
 
 def main() -> None:
@@ -270,6 +293,9 @@ def main() -> None:
             print(f"{name}:", flush=True)
             if name == "plain":
                 curves[name] = plain_loop(task, args.iterations, checkpoints, args.seed)
+            elif name == "plain-ctnorm":
+                curves[name] = plain_loop(task, args.iterations, checkpoints, args.seed, name,
+                                          ct_intensity(task, args.seed))
             elif name == "unet":
                 curves[name] = tumorscale_run(task, workdir, name, "UNet", UNET_WIDTH,
                                               args.iterations, args.checkpoints, PATCH, args.seed)
@@ -285,6 +311,10 @@ def main() -> None:
                 curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
                                               args.checkpoints, PATCH, args.seed,
                                               extra=("data.normalisation=ct",))
+            elif name == "tiny-ctnorm-aug":
+                curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
+                                              args.checkpoints, PATCH, args.seed,
+                                              extra=("data.normalisation=ct", "augment=true"))
             elif name == "S":
                 # S has 6 stages (size divisor 32, smallest input 64³): a 64³ patch, not 48³.
                 curves[name] = tumorscale_run(task, workdir, name, "S", {}, args.s_iterations,

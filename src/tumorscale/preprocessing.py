@@ -58,6 +58,12 @@ class Preprocessing:
             return self.hu_window[0]
         return self.intensity_range[0]
 
+    @property
+    def intensity_span(self) -> float:
+        """How many network intensity units the HU window spans (1 for the [0, 1] window)."""
+        low, high = self.intensity_range or self.hu_window
+        return high - low
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (lists, not tuples)."""
         return {

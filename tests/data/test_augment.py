@@ -208,3 +208,18 @@ def test_scaling_alone_keeps_image_and_label_aligned() -> None:
         out_image, out_label = augment(transform, image, label, seed)
         bright, labelled = out_image[0] > 0.5, out_label == 1
         assert (bright & labelled).sum() / (bright | labelled).sum() > 0.75
+
+
+def test_for_span_scales_the_additive_amounts_only() -> None:
+    from tumorscale.preprocessing import Preprocessing
+
+    settings = AugmentSettings()
+    assert settings.for_span(1.0) == settings
+    wide = settings.for_span(5.0)
+    assert wide.noise_std == pytest.approx(0.25) and wide.shift == pytest.approx(0.5)
+    assert replace(wide, noise_std=settings.noise_std, shift=settings.shift) == settings
+    with pytest.raises(ValueError, match="span"):
+        settings.for_span(0.0)
+    assert Preprocessing().intensity_span == 1.0
+    assert Preprocessing(hu_window=(0, 150), intensity_range=(-2, 3)).intensity_span == 5.0
+    assert Preprocessing(hu_window=(-100, 200), intensity_range=None).intensity_span == 300.0

@@ -60,6 +60,19 @@ def test_cases_without_the_structure_add_nothing(phantom_cache):
     assert none.size == 0
 
 
+def test_cases_whose_metadata_lacks_the_structure_are_not_read(phantom_cache, monkeypatch):
+    cache = phantom_cache.cache
+    lesion = "pancreas_lesion"
+    with_lesion = {c for c in cache.case_ids
+                   if structure_mask(cache.read_case_hu(c)[1], lesion).any()}
+    assert {c for c in cache.case_ids if cache.holds(c, lesion)} == with_lesion
+    assert all(cache.holds(c, "pancreas") for c in cache.case_ids)
+    read, reader = [], cache.read_case_hu
+    monkeypatch.setattr(cache, "read_case_hu", lambda c: read.append(c) or reader(c))
+    foreground_sample(cache, cache.case_ids, (lesion,), total=400)
+    assert set(read) == with_lesion
+
+
 def test_a_cache_read_through_another_window(phantom_cache):
     cache = phantom_cache.cache
     spacing = cache.settings.preprocessing.spacing_mm

@@ -115,3 +115,29 @@ def test_patches_are_read_through_the_given_window(phantom_cache: PhantomCache) 
         assert torch.allclose(other["image"].double(), expected, atol=1e-4)
         kinds.add(plain["synthetic"])
     assert kinds == {True, False}  # both kinds of sample were checked
+
+
+def test_additive_augmentation_scales_with_the_window_span(phantom_cache: PhantomCache) -> None:
+    """The intensity shift is drawn for the [0, 1] window; through a window spanning 5 units the
+    same sample must be shifted by 5x the amount."""
+    from tumorscale.preprocessing import Preprocessing
+
+    spacing = phantom_cache.cache.settings.preprocessing.spacing_mm
+    record = Preprocessing(spacing_mm=spacing, hu_window=(0.0, 150.0), intensity_range=(-2.0, 3.0))
+    shift_only = replace(AugmentSettings.none(), shift_p=1.0)
+    streams = {
+        (window, shifted): PatchStream(_config(
+            phantom_cache, preprocessing=window,
+            augment=shift_only if shifted else AugmentSettings.none()))
+        for window in (None, record) for shifted in (False, True)
+    }
+    for index in range(4):
+        shifts = {}
+        for window in (None, record):
+            moved = streams[window, True].sample(index)["image"].double()
+            still = streams[window, False].sample(index)["image"].double()
+            offsets = moved - still
+            assert torch.allclose(offsets, offsets.flatten()[0], atol=1e-5)  # one constant
+            shifts[window] = float(offsets.flatten()[0])
+        assert abs(shifts[None]) <= 0.1
+        assert shifts[record] == pytest.approx(5.0 * shifts[None], abs=1e-5)

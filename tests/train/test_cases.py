@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tumorscale.data import PreprocessSettings
+from tumorscale.data import PreprocessedCache, PreprocessSettings
 from tumorscale.errors import DatasetError
 from tumorscale.train import load_config
 from tumorscale.train.cases import case_roles, host_organs
@@ -32,6 +32,8 @@ class _Meta:
     def case_meta(self, case_id: str) -> dict:
         status = self.statuses[case_id]
         return {"structures": sorted(status), "tumor_status": status}
+
+    holds = PreprocessedCache.holds  # reads only `case_meta`
 
 
 COHORT = _Meta({

@@ -4,9 +4,12 @@ Order and probabilities follow nnU-Net v2 (`nnUNetTrainer.get_training_transform
 p 0.2 (±30° about each axis), scaling p 0.2 (0.7-1.4), Gaussian noise p 0.1, blur p 0.2,
 brightness p 0.15, contrast p 0.15, low-resolution simulation p 0.25, inverted gamma p 0.1,
 gamma p 0.3, mirroring on every axis p 0.5; plus DiffTumor's intensity shift (±0.1, p 0.15).
-Image and label get the same spatial transforms (trilinear / nearest). Intensity amounts are for
-images scaled to [0, 1]. Each transform follows the definition of its MONAI counterpart
-(`RandRotated`, `RandZoomd`, `RandGaussianSmoothd`, `RandAdjustContrastd`, ...).
+Image and label get the same spatial transforms (trilinear / nearest). The additive amounts
+(noise SD, shift) are fractions of the window's intensity span, so they are as stated for images
+scaled to [0, 1] and about 5x larger for nnU-Net's z-scored CT normalisation (span about 5: a
+noise SD up to 0.25, near nnU-Net's 0.32; `AugmentSettings.for_span`). Each transform follows
+the definition of its MONAI counterpart (`RandRotated`, `RandZoomd`, `RandGaussianSmoothd`,
+`RandAdjustContrastd`, ...).
 
 Why not MONAI's dictionary transforms: per 96³ patch they cost about 2x as much on one core
 (`benchmarks/bench_train.py` times both). A rotation there builds one sampling grid per key
@@ -40,8 +43,8 @@ _EPSILON = 1e-7  # MONAI AdjustContrast's guard against a constant image
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    """Probabilities (0 disables a transform) and ranges; angles in degrees, intensities in the
-    scaled [0, 1] units of the cache's window."""
+    """Probabilities (0 disables a transform) and ranges; angles in degrees, additive
+    intensities for a window scaled to [0, 1] (`for_span` rescales them to another span)."""
 
     rotate_p: float = 0.2
     rotate_deg: float = 30.0
@@ -69,6 +72,13 @@ class AugmentSettings:
         """Every transform off (tests, input-speed baselines)."""
         probabilities = {name: 0.0 for name in cls.__dataclass_fields__ if name.endswith("_p")}
         return replace(cls(), **probabilities)
+
+    def for_span(self, span: float) -> AugmentSettings:
+        """These settings for images whose HU window spans `span` intensity units: the additive
+        amounts scale with it (multiplicative and range-relative ones need no change)."""
+        if not span > 0:
+            raise ValueError(f"the intensity span must be positive; got {span}")
+        return replace(self, noise_std=self.noise_std * span, shift=self.shift * span)
 
     @property
     def enabled(self) -> bool:

@@ -284,6 +284,15 @@ class PreprocessedCache:
                 raise CacheError(path, f"unreadable case metadata ({error})") from error
         return self._meta[case_id]
 
+    def holds(self, case_id: str, structure: str) -> bool:
+        """Whether the case may hold voxels of `structure`, from its metadata alone (no array
+        read): a lesion only with voxels on the preprocessed grid, anything else with a file."""
+        meta = self.case_meta(case_id)
+        organ = next((o for o, lesion in LESION_STRUCTURES.items() if lesion == structure), None)
+        if organ is not None:
+            return meta.get("lesion_voxels", {}).get(organ, 0) > 0
+        return structure in meta.get("structures", [])
+
     def image_shape(self, case_id: str) -> tuple[int, int, int]:
         """Voxel counts (i, j, k) of the case's preprocessed grid."""
         return tuple(self.case_meta(case_id)["preprocessed"]["shape"])  # type: ignore[return-value]

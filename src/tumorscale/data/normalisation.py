@@ -9,8 +9,9 @@ and the intensity range is where its ends land after z-scoring. Training reads p
 through it and the model file records it, so prediction applies the same numbers.
 
 On the bench_learning phantom task it lifts `tiny`'s held-out DSC at 1,200 iterations from
-0.54 / 0.58 (the [-175, 250] -> [0, 1] window; two seeds) to 0.77 / 0.84
-(`benchmarks/RESULTS.md`).
+0.54 / 0.58 (the [-175, 250] -> [0, 1] window; two seeds) to 0.77 / 0.84. It is opt-in: in the
+demo's scaling study each run's window came from its own subset, and out-of-distribution DSC
+fell (`benchmarks/RESULTS.md`).
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ def foreground_sample(
 ) -> np.ndarray:
     """HU (float64) of `total` voxels drawn with replacement from the union of `structures`,
     the same number from each case that has any (so every case weighs the same); empty when
-    none has."""
+    none has. Cases whose metadata lists none of them are not read."""
     rng = np.random.default_rng(seed)
     per_case = max(1, total // max(len(case_ids), 1))
     samples = []
     for case_id in case_ids:
+        if not any(cache.holds(case_id, name) for name in structures):
+            continue  # e.g. a tumor-free control: reading it would find nothing
         hu, bits = cache.read_case_hu(case_id)
         foreground = np.zeros(hu.shape, dtype=bool)
         for name in structures:

@@ -29,10 +29,6 @@ def _status(cache: PreprocessedCache, case_id: str, organ: str) -> str:
     return cache.case_meta(case_id).get("tumor_status", {}).get(organ, "unknown")
 
 
-def _has_organ(cache: PreprocessedCache, case_id: str, organ: str) -> bool:
-    return organ in cache.case_meta(case_id).get("structures", [])
-
-
 def _checked(cache: PreprocessedCache, ids: Sequence[str], role: str) -> tuple[str, ...]:
     missing = sorted(set(ids) - set(cache.case_ids))
     if missing:
@@ -56,12 +52,12 @@ def host_organs(cache: PreprocessedCache, case_id: str, config: TrainConfig) -> 
     return tuple(
         o
         for o in config.organs
-        if _has_organ(cache, case_id, o) and _status(cache, case_id, o) in allowed
+        if cache.holds(case_id, o) and _status(cache, case_id, o) in allowed
     )
 
 
 def _organ_states(cache: PreprocessedCache, case_id: str, organs: Sequence[str]) -> set[str]:
-    return {_status(cache, case_id, o) for o in organs if _has_organ(cache, case_id, o)}
+    return {_status(cache, case_id, o) for o in organs if cache.holds(case_id, o)}
 
 
 def _unknown_only(cache: PreprocessedCache, ids: Sequence[str], config: TrainConfig) -> list[str]:
