@@ -2,7 +2,8 @@
 
 Layout (matches dynamic_network_architectures' ResidualEncoderUNet, so preset M has the same
 parameter count as nnU-Net's ResEnc M):
-- stem: conv k3 -> InstanceNorm(affine) -> LeakyReLU(0.01);
+- stem: conv k3 -> InstanceNorm(affine; `instance_norm.InstanceNorm3d`, fast channels-last on
+  CPU) -> LeakyReLU(0.01);
 - encoder stage s: `blocks[s]` residual basic blocks; the first one downsamples with a strided
   conv; its skip path avg-pools when strided and adds 1x1 conv + norm when channels change;
 - decoder stage: transposed conv (kernel = stride) -> concat skip -> conv-norm-act blocks;
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from tumorscale.models.base import SegmentationNetwork, Triple, padded_size
+from tumorscale.models.instance_norm import InstanceNorm3d
 from tumorscale.models.presets import ResEncPreset
 
 
@@ -34,7 +36,7 @@ def conv_norm_act(
     """Conv3d -> InstanceNorm3d(affine) [-> LeakyReLU(0.01)]; 'same' padding."""
     layers: list[nn.Module] = [
         nn.Conv3d(in_channels, out_channels, kernel, stride, padding=_same_padding(kernel)),
-        nn.InstanceNorm3d(out_channels, eps=1e-5, affine=True),
+        InstanceNorm3d(out_channels, eps=1e-5, affine=True),
     ]
     if act:
         layers.append(nn.LeakyReLU(0.01, inplace=True))
@@ -64,7 +66,7 @@ class ResidualBlock(nn.Module):
             skip.append(nn.AvgPool3d(stride, stride))
         if in_channels != out_channels:
             skip.append(nn.Conv3d(in_channels, out_channels, 1, bias=False))
-            skip.append(nn.InstanceNorm3d(out_channels, eps=1e-5, affine=True))
+            skip.append(InstanceNorm3d(out_channels, eps=1e-5, affine=True))
         self.skip = nn.Sequential(*skip) if skip else nn.Identity()
         self.act = nn.LeakyReLU(0.01, inplace=True)
 
