@@ -42,6 +42,12 @@ def test_settings_round_trip_and_validation() -> None:
     assert settings.preprocessing.spacing_mm == (2.0, 2.0, 2.0)
     assert PreprocessSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
     assert settings.differing_keys(PreprocessSettings()) == ["spacing_mm", "hu_clip"]
+    # An intensity range other than [0, 1] differs from the default (to_dict omits [0, 1]).
+    rescaled = PreprocessSettings(Preprocessing(intensity_range=(-5.5, 3.0)))
+    assert PreprocessSettings().differing_keys(rescaled) == ["intensity_range"]
+    assert rescaled.differing_keys(PreprocessSettings()) == ["intensity_range"]
+    unscaled = PreprocessSettings(Preprocessing(intensity_range=None))
+    assert unscaled.differing_keys(PreprocessSettings()) == ["scale_to_unit", "intensity_range"]
     # The flat names of settings.json build the same record.
     assert PreprocessSettings(spacing_mm=2.0, hu_clip=(-100, 200)) == settings
     with pytest.raises(ValueError, match="hu_window"):
@@ -184,6 +190,12 @@ def test_opening_with_other_settings_or_no_cache_fails(
     _, cache = built
     with pytest.raises(CacheSettingsError, match=r"spacing_mm: cache has \[3.0, 3.0, 3.0\]"):
         PreprocessedCache.open(cache.root, expected=PreprocessSettings())
+    # A request that differs only in the intensity range is refused too, not read as [0, 1].
+    rescaled = Preprocessing(spacing_mm=cache.settings.preprocessing.spacing_mm,
+                             intensity_range=(-5.5, 3.0))
+    with pytest.raises(CacheSettingsError,
+                       match=r"intensity_range: cache has \[0.0, 1.0\], requested \[-5.5, 3.0\]"):
+        PreprocessedCache.open(cache.root, expected=PreprocessSettings(rescaled))
     with pytest.raises(CacheError, match="not a preprocessed cache"):
         PreprocessedCache.open(tmp_path)
     with pytest.raises(CacheError, match="BDMAP_00000009"):

@@ -185,7 +185,7 @@ def _stored_settings(root: Path, record: dict) -> PreprocessSettings:
 def _check_same(root: Path, stored: PreprocessSettings, wanted: PreprocessSettings) -> None:
     keys = stored.differing_keys(wanted)
     if keys:
-        mine, theirs = stored.to_dict(), wanted.to_dict()
+        mine, theirs = stored.compared_values(), wanted.compared_values()
         raise CacheSettingsError(root, {key: (mine[key], theirs[key]) for key in keys})
 
 

@@ -121,7 +121,17 @@ class PreprocessSettings:
                   for key, value in data.items()}
         return cls(**values)  # type: ignore[arg-type]
 
+    def compared_values(self) -> dict[str, object]:
+        """`to_dict` with every key present: the intensity range even when it is [0, 1] or None
+        (`to_dict` leaves it out then, so a cache and a request would not compare it)."""
+        values = self.to_dict()
+        record = self.preprocessing
+        values["intensity_range"] = None if record.intensity_range is None else list(
+            record.intensity_range
+        )
+        return values
+
     def differing_keys(self, other: PreprocessSettings) -> list[str]:
         """Names of the settings whose values differ between `self` and `other`."""
-        mine, theirs = self.to_dict(), other.to_dict()
+        mine, theirs = self.compared_values(), other.compared_values()
         return [key for key in mine if mine[key] != theirs[key]]

@@ -94,7 +94,7 @@ class TrainConfig:
     foreground_fraction: float = 1 / 3
     augment: bool = True
     amp: str = "bf16"  # bf16 | fp16 | none; on CUDA
-    # bf16 autocast on CPUs with native bfloat16: 1.45x faster for `tiny`, but opt-in: oneDNN's
+    # bf16 autocast on CPUs with native bfloat16: about 1.1x faster for `tiny`, but opt-in: oneDNN's
     # bf16 convolution backward gave non-finite gradients at 2³ feature maps (preset S).
     cpu_bf16: bool = False
     compile: bool = False
