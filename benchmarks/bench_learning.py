@@ -25,6 +25,9 @@ Runs:
 - `plain-ctnorm`: the plain loop with that same CT normalisation instead of its fixed window (not
   part of the default runs): does the normalisation help a plain MONAI loop as much?
 - `tiny-ctnorm-aug`: `tiny-ctnorm` with the augmentations on (not part of the default runs).
+- `tiny-range`, `unet-range`: `tiny` and `unet` reading the same window through the plain loop's
+  map, (HU - 100) / 50 (`data.preprocessing.intensity_range=[-5.5, 3.0]`, a cache of its own),
+  instead of [0, 1] (not part of the default runs): how much the input scale matters to each.
 
 It prints held-out DSC against training wall time (validation excluded) at each checkpoint, then
 for each other run the time it took to reach the plain loop's final DSC as a ratio of the plain
@@ -65,6 +68,8 @@ HELD_OUT = 6
 CASES = 22
 LESION = "liver_lesion"
 UNET_WIDTH = {"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}
+# The plain loop's (HU - 100) / 50 as the window's intensity range: -175 -> -5.5, 250 -> 3.0.
+PLAIN_RANGE = "data.preprocessing.intensity_range=[-5.5,3.0]"
 
 
 @dataclass
@@ -311,6 +316,12 @@ def main() -> None:
                 curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
                                               args.checkpoints, PATCH, args.seed,
                                               extra=("data.normalisation=ct",))
+            elif name in ("tiny-range", "unet-range"):
+                network, overrides = ("tiny", {}) if name == "tiny-range" else ("UNet", UNET_WIDTH)
+                range_cache = f"data.cache={workdir / 'cache_range'}"  # the default cache refuses
+                curves[name] = tumorscale_run(task, workdir, name, network, overrides,
+                                              args.iterations, args.checkpoints, PATCH, args.seed,
+                                              extra=(PLAIN_RANGE, range_cache))
             elif name == "tiny-ctnorm-aug":
                 curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
                                               args.checkpoints, PATCH, args.seed,

@@ -150,3 +150,18 @@ def test_overrides_and_errors() -> None:
         build_network("tiny", 1, 2, features_per_stage=[8, 16])
     with pytest.raises(ValueError, match="SegResNet: invalid override"):
         build_network("SegResNet", 1, 2, not_an_argument=1)
+
+
+def test_tiny_stem_keeps_the_absolute_intensity_a_normed_pointwise_stem_discards() -> None:
+    torch.manual_seed(0)
+    image = torch.rand(1, 1, 16, 16, 16)
+    brighter = 3.0 * image + 0.5  # the same patch through another window
+    normed = build_network("tiny", 1, 2, stem_norm=True).stem.eval()
+    with torch.no_grad():
+        # Norm after a 1x1x1 conv of one channel: every channel is +-the patch z-score.
+        assert torch.allclose(normed(image), normed(brighter), atol=5e-3)  # eps aside
+        stem = build_network("tiny", 1, 2).stem.eval()
+        assert not any(isinstance(layer, torch.nn.InstanceNorm3d) for layer in stem)
+        assert (stem(image) - stem(brighter)).abs().max() > 0.1
+    for name in ("S", "M", "L"):  # nnU-Net's conv-norm-act stem
+        assert isinstance(build_network(name, 1, 2).stem[1], torch.nn.InstanceNorm3d)

@@ -136,7 +136,7 @@ def test_spec_records_the_preprocessing_as_one_nested_record(tmp_path: Path) -> 
 
 
 def test_model_files_written_before_the_preprocessing_record_still_load(tmp_path: Path) -> None:
-    spec = _spec(preprocessing=Preprocessing(spacing_mm=3.0, hu_window=(-100, 200)))
+    spec = _spec(network="S", preprocessing=Preprocessing(spacing_mm=3.0, hu_window=(-100, 200)))
     path = save_model(tmp_path / "old.pt", spec.build(), spec)
     payload = torch.load(path, weights_only=True)
     old_spec = {key: value for key, value in payload["spec"].items() if key != "preprocessing"}
@@ -149,4 +149,25 @@ def test_model_files_written_before_the_preprocessing_record_still_load(tmp_path
         assert value.shape == network.state_dict()[key].shape
     torch.save({**payload, "format_version": 99}, path)
     with pytest.raises(ModelFileError, match="format version 99 is not supported"):
+        load_model(path)
+
+
+def test_tiny_files_from_before_the_normless_stem_load_with_their_stem_norm(
+    tmp_path: Path,
+) -> None:
+    spec = _spec()
+    old_network = build_network("tiny", 1, spec.out_channels, stem_norm=True)
+    path = save_model(tmp_path / "old_tiny.pt", old_network, spec)
+    payload = torch.load(path, weights_only=True)
+    assert "stem.1.weight" in payload["state_dict"]  # the stem norm's scale
+    torch.save({**payload, "format_version": 2}, path)  # as version 2 wrote a tiny model
+    network, loaded = load_model(path)
+    assert loaded.network_overrides == {"stem_norm": True}
+    probe = torch.rand(1, 1, 32, 32, 32)
+    old_network.eval()
+    with torch.no_grad():
+        assert torch.equal(network(probe), old_network(probe))
+    # The same file marked as written now holds weights the current `tiny` has no place for.
+    torch.save({**payload, "format_version": FORMAT_VERSION}, path)
+    with pytest.raises(ModelFileError, match="weights do not fit network 'tiny'"):
         load_model(path)

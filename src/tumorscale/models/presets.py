@@ -34,6 +34,10 @@ class ResEncPreset:
     # The patch (voxels, at the target spacing) the preset is planned for; a default, not a limit.
     patch_size_vox: Triple
     deep_supervision: bool = True
+    # InstanceNorm after the stem conv (nnU-Net's stem is conv-norm-act). Off for a pointwise
+    # stem: after a 1x1x1 conv of one input channel it leaves every channel +-the patch's
+    # z-scored intensity, so the network never sees absolute HU (benchmarks/RESULTS.md).
+    stem_norm: bool = True
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -149,6 +153,7 @@ PRESETS: dict[str, ResEncPreset] = {
             strides=_S4,
             kernel_sizes=((1, 1, 1),) + ((3, 3, 3),) * 3,
             patch_size_vox=(64, 64, 64),
+            stem_norm=False,
             note="CPU demo and tests; not a research model",
         ),
         ResEncPreset(

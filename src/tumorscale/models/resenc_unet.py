@@ -3,7 +3,7 @@
 Layout (matches dynamic_network_architectures' ResidualEncoderUNet, so preset M has the same
 parameter count as nnU-Net's ResEnc M):
 - stem: conv k3 -> InstanceNorm(affine; `instance_norm.InstanceNorm3d`, fast channels-last on
-  CPU) -> LeakyReLU(0.01);
+  CPU) -> LeakyReLU(0.01); without the norm where the preset says so (`tiny`'s pointwise stem);
 - encoder stage s: `blocks[s]` residual basic blocks; the first one downsamples with a strided
   conv; its skip path avg-pools when strided and adds 1x1 conv + norm when channels change;
 - decoder stage: transposed conv (kernel = stride) -> concat skip -> conv-norm-act blocks;
@@ -41,6 +41,14 @@ def conv_norm_act(
     if act:
         layers.append(nn.LeakyReLU(0.01, inplace=True))
     return nn.Sequential(*layers)
+
+
+def _stem(in_channels: int, out_channels: int, kernel: Triple, norm: bool) -> nn.Sequential:
+    """Conv -> [InstanceNorm ->] LeakyReLU at full resolution."""
+    if norm:
+        return conv_norm_act(in_channels, out_channels, kernel)
+    conv = nn.Conv3d(in_channels, out_channels, kernel, padding=_same_padding(kernel))
+    return nn.Sequential(conv, nn.LeakyReLU(0.01, inplace=True))
 
 
 def init_he(module: nn.Module, negative_slope: float = 0.01) -> None:
@@ -87,7 +95,7 @@ class ResEncUNet(SegmentationNetwork):
         d0, d1, d2 = self.size_divisor
         self.min_size = (2 * d0, 2 * d1, 2 * d2)
         features = preset.features_per_stage
-        self.stem = conv_norm_act(in_channels, features[0], preset.kernel_sizes[0])
+        self.stem = _stem(in_channels, features[0], preset.kernel_sizes[0], preset.stem_norm)
         self.encoder = nn.ModuleList(self._encoder_stage(s) for s in range(preset.n_stages))
         self.upsample = nn.ModuleList()
         self.decoder = nn.ModuleList()

@@ -29,8 +29,9 @@ from tumorscale.preprocessing import Preprocessing
 FORMAT = "tumorscale-model"
 # 2: the spec's preprocessing is one nested record (`preprocessing`); version 1 files hold flat
 # `target_spacing_mm`, `hu_window` and `intensity_range` keys and load unchanged.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 3: preset `tiny` lost its stem norm; `tiny` files of versions 1-2 load with `stem_norm=True`.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 LEGACY_PREPROCESSING_KEYS = ("target_spacing_mm", "hu_window", "intensity_range")
 
 
@@ -204,7 +205,7 @@ def load_model_with_extra(
     path = Path(path)
     payload = _read_payload(path, map_location)
     try:
-        spec = ModelSpec.from_dict(payload["spec"])
+        spec = _as_written(ModelSpec.from_dict(payload["spec"]), payload["format_version"])
         network = spec.build()
     except (TypeError, ValueError) as error:
         raise ModelFileError(path, f"invalid model spec: {error}") from error
@@ -216,6 +217,14 @@ def load_model_with_extra(
             path, f"weights do not fit network {spec.network!r}: {first_line}"
         ) from error
     return network.to(map_location).eval(), spec, dict(payload.get("extra") or {})
+
+
+def _as_written(spec: ModelSpec, version: int) -> ModelSpec:
+    """The spec of the network a file of `version` was trained with (presets changed since)."""
+    if version < 3 and spec.network == "tiny" and "stem_norm" not in spec.network_overrides:
+        return dataclasses.replace(spec, network_overrides={**spec.network_overrides,
+                                                            "stem_norm": True})
+    return spec
 
 
 def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any]:
