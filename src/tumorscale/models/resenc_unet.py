@@ -31,24 +31,22 @@ def _same_padding(kernel: Triple) -> Triple:
 
 
 def conv_norm_act(
-    in_channels: int, out_channels: int, kernel: Triple, stride: Triple = (1, 1, 1), act=True
+    in_channels: int,
+    out_channels: int,
+    kernel: Triple,
+    stride: Triple = (1, 1, 1),
+    act: bool = True,
+    norm: bool = True,
 ) -> nn.Sequential:
-    """Conv3d -> InstanceNorm3d(affine) [-> LeakyReLU(0.01)]; 'same' padding."""
+    """Conv3d [-> InstanceNorm3d(affine)] [-> LeakyReLU(0.01)]; 'same' padding."""
     layers: list[nn.Module] = [
-        nn.Conv3d(in_channels, out_channels, kernel, stride, padding=_same_padding(kernel)),
-        InstanceNorm3d(out_channels, eps=1e-5, affine=True),
+        nn.Conv3d(in_channels, out_channels, kernel, stride, padding=_same_padding(kernel))
     ]
+    if norm:
+        layers.append(InstanceNorm3d(out_channels, eps=1e-5, affine=True))
     if act:
         layers.append(nn.LeakyReLU(0.01, inplace=True))
     return nn.Sequential(*layers)
-
-
-def _stem(in_channels: int, out_channels: int, kernel: Triple, norm: bool) -> nn.Sequential:
-    """Conv -> [InstanceNorm ->] LeakyReLU at full resolution."""
-    if norm:
-        return conv_norm_act(in_channels, out_channels, kernel)
-    conv = nn.Conv3d(in_channels, out_channels, kernel, padding=_same_padding(kernel))
-    return nn.Sequential(conv, nn.LeakyReLU(0.01, inplace=True))
 
 
 def init_he(module: nn.Module, negative_slope: float = 0.01) -> None:
@@ -95,7 +93,9 @@ class ResEncUNet(SegmentationNetwork):
         d0, d1, d2 = self.size_divisor
         self.min_size = (2 * d0, 2 * d1, 2 * d2)
         features = preset.features_per_stage
-        self.stem = _stem(in_channels, features[0], preset.kernel_sizes[0], preset.stem_norm)
+        self.stem = conv_norm_act(
+            in_channels, features[0], preset.kernel_sizes[0], norm=preset.stem_norm
+        )
         self.encoder = nn.ModuleList(self._encoder_stage(s) for s in range(preset.n_stages))
         self.upsample = nn.ModuleList()
         self.decoder = nn.ModuleList()
