@@ -8,6 +8,7 @@ import numpy as np
 
 from tests.conftest import save_nifti, sphere
 from tumorscale.data import PreprocessSettings
+from tumorscale.preprocessing import Preprocessing
 
 # LPS on disk (i and j flipped), 2 x 2 x 5 mm: canonicalisation and anisotropy both matter.
 AFFINE = np.array(
@@ -16,6 +17,13 @@ AFFINE = np.array(
 SHAPE = (30, 26, 14)
 # 3 mm target, small chunks so patches cross several chunks and blocks.
 SETTINGS = PreprocessSettings(spacing_mm=(3.0, 3.0, 3.0), chunks=(8, 8, 8), blocks=(4, 4, 4))
+
+
+def hu_of(image: np.ndarray, record: Preprocessing) -> np.ndarray:
+    """The HU a network intensity stands for under `record` (inside its window)."""
+    low, high = record.hu_window
+    out_low, out_high = record.intensity_range or record.hu_window
+    return low + (image - out_low) * ((high - low) / (out_high - out_low))
 
 
 def case_masks(index: int) -> dict[str, np.ndarray]:

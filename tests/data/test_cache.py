@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -23,6 +24,7 @@ from tumorscale.data import (
     scale_intensity,
     structure_mask,
 )
+from tumorscale.data.cache import init_cache
 from tumorscale.io import read_nifti
 from tumorscale.preprocessing import Preprocessing
 
@@ -41,13 +43,14 @@ def test_settings_round_trip_and_validation() -> None:
     settings = PreprocessSettings(Preprocessing(spacing_mm=2.0, hu_window=(-100, 200)))
     assert settings.preprocessing.spacing_mm == (2.0, 2.0, 2.0)
     assert PreprocessSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
-    assert settings.differing_keys(PreprocessSettings()) == ["spacing_mm", "hu_clip"]
-    # An intensity range other than [0, 1] differs from the default (to_dict omits [0, 1]).
-    rescaled = PreprocessSettings(Preprocessing(intensity_range=(-5.5, 3.0)))
-    assert PreprocessSettings().differing_keys(rescaled) == ["intensity_range"]
-    assert rescaled.differing_keys(PreprocessSettings()) == ["intensity_range"]
-    unscaled = PreprocessSettings(Preprocessing(intensity_range=None))
-    assert unscaled.differing_keys(PreprocessSettings()) == ["scale_to_unit", "intensity_range"]
+    # The window and range are applied when patches are read: only the spacing and the
+    # storage settings decide whether two settings can share a cache.
+    assert settings.differing_keys(PreprocessSettings()) == ["spacing_mm"]
+    assert PreprocessSettings(chunks=(32, 32, 32)).differing_keys(settings) == [
+        "spacing_mm", "chunks"]
+    for record in (Preprocessing(intensity_range=(-5.5, 3.0)), Preprocessing(intensity_range=None),
+                   Preprocessing(hu_window=(-100, 200))):
+        assert PreprocessSettings(record).differing_keys(PreprocessSettings()) == []
     # The flat names of settings.json build the same record.
     assert PreprocessSettings(spacing_mm=2.0, hu_clip=(-100, 200)) == settings
     with pytest.raises(ValueError, match="hu_window"):
@@ -64,7 +67,8 @@ def test_settings_file_keeps_its_flat_keys() -> None:
                       "locations_min_fraction": 0.01, "seed": 1234, "format_version": 1}
     settings = PreprocessSettings.from_dict(written_before)
     assert settings == SETTINGS and settings.to_dict() == written_before
-    assert settings.preprocessing == Preprocessing(spacing_mm=3.0)
+    # scale_to_unit without an intensity_range is the [0, 1] those versions wrote
+    assert settings.preprocessing == Preprocessing(spacing_mm=3.0, intensity_range=(0, 1))
     unscaled = PreprocessSettings.from_dict({**written_before, "scale_to_unit": False})
     assert unscaled.preprocessing.intensity_range is None and unscaled.pad_value == -175.0
     assert unscaled.to_dict()["scale_to_unit"] is False
@@ -190,16 +194,30 @@ def test_opening_with_other_settings_or_no_cache_fails(
     _, cache = built
     with pytest.raises(CacheSettingsError, match=r"spacing_mm: cache has \[3.0, 3.0, 3.0\]"):
         PreprocessedCache.open(cache.root, expected=PreprocessSettings())
-    # A request that differs only in the intensity range is refused too, not read as [0, 1].
-    rescaled = Preprocessing(spacing_mm=cache.settings.preprocessing.spacing_mm,
-                             intensity_range=(-5.5, 3.0))
-    with pytest.raises(CacheSettingsError,
-                       match=r"intensity_range: cache has \[0.0, 1.0\], requested \[-5.5, 3.0\]"):
-        PreprocessedCache.open(cache.root, expected=PreprocessSettings(rescaled))
     with pytest.raises(CacheError, match="not a preprocessed cache"):
         PreprocessedCache.open(tmp_path)
     with pytest.raises(CacheError, match="BDMAP_00000009"):
         cache.read_patch("BDMAP_00000009", (0, 0, 0), (4, 4, 4))
+
+
+def test_one_cache_is_read_through_any_window_and_range(
+    built: tuple[Path, PreprocessedCache],
+) -> None:
+    """The cache stores unclipped HU: a request that differs only in the HU window or the
+    intensity range opens it and reads patches through its own record."""
+    _, cache = built
+    stored = (cache.root / "settings.json").read_text()
+    record = Preprocessing(spacing_mm=cache.settings.preprocessing.spacing_mm,
+                           hu_window=(-100, 200), intensity_range=(-2.0, 4.0))
+    wanted = dataclasses.replace(cache.settings, preprocessing=record)
+    view = PreprocessedCache.open(cache.root, expected=wanted)
+    assert view.settings.preprocessing == record and view.settings.pad_value == -2.0
+    hu, _ = cache.read_case_hu("BDMAP_00000002")
+    image, _ = view.read_patch("BDMAP_00000002", (-2, 0, 0), (6, 5, 4))
+    expected = _padded_patch(np.clip(hu, -100, 200) / 50.0, (-2, 0, 0), (6, 5, 4), -100 / 50.0)
+    np.testing.assert_allclose(image, expected, rtol=1e-6, atol=1e-5)
+    init_cache(cache.root, wanted)  # extending it is allowed too
+    assert (cache.root / "settings.json").read_text() == stored
 
 
 def test_cache_pickles_into_workers_without_open_handles(

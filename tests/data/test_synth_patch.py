@@ -6,15 +6,12 @@ import numpy as np
 import pytest
 
 from tests.data.conftest import PATCH, PhantomCache
+from tests.data.helpers import hu_of
 from tumorscale.data import structure_mask
 from tumorscale.data.synth_patch import clip_region, region_box, synthesize_patch
 from tumorscale.synth import max_reach_mm
 
 ORGANS = ("pancreas", "liver", "kidney")
-
-
-def _hu(image: np.ndarray, clip: tuple[float, float]) -> np.ndarray:
-    return image * (clip[1] - clip[0]) + clip[0]
 
 
 def test_region_read_matches_cache_and_pads_with_air(phantom_cache: PhantomCache) -> None:
@@ -70,7 +67,7 @@ def test_synthesized_patches_hold_a_tumor_in_the_organ(phantom_cache: PhantomCac
         others = [o for o in ORGANS if o != made.organ]
         assert not any(structure_mask(made.bits, f"{o}_lesion").any() for o in others)
         record = made.record
-        tumor_hu = float(np.median(_hu(made.image, clip)[lesion]))
+        tumor_hu = float(np.median(hu_of(made.image, cache.settings.preprocessing)[lesion]))
         if clip[0] + 20 < tumor_hu < clip[1] - 20:  # not flattened by the window
             achieved = tumor_hu - record.organ_median_hu
             assert abs(achieved - record.params.contrast_hu) < 25.0

@@ -14,10 +14,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
-from torch import nn
 
 from tests.conftest import save_nifti
+from tests.infer.stubs import IntensityClasses
 from tumorscale.errors import DatasetError, InputFileError
 from tumorscale.infer import PostprocessOptions, Predictor, batch
 from tumorscale.infer.batch import (
@@ -38,17 +37,6 @@ RAS_AFFINE = np.array([[1.0, 0, 0, -5.0], [0, 1.5, 0, 2.0], [0, 0, 2.0, 7.0], [0
 SHAPE = (24, 16, 10)
 
 
-class IntensityClasses(nn.Module):
-    """Stub network: each voxel's class is the nearest fixed (scaled) intensity, voxel-wise, so
-    the predicted lesion is exactly the bright voxels of the input."""
-
-    def __init__(self, centres_hu: tuple[float, ...]) -> None:
-        super().__init__()
-        scaled = [(np.clip(hu, -175, 250) + 175) / 425 for hu in centres_hu]
-        self.register_buffer("centres", torch.tensor(scaled).view(1, -1, 1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return -200.0 * (x - self.centres) ** 2
 
 
 def stub_predictor(**options) -> Predictor:

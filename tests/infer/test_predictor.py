@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from tests.infer.stubs import IntensityClasses
 from tumorscale.infer import PostprocessOptions, Predictor
 from tumorscale.io import read_nifti, write_nifti
 from tumorscale.models import ModelSpec, build_network, save_model
@@ -19,17 +19,6 @@ LPS_AFFINE = np.array([[-0.8, 0, 0, 40.0], [0, -1.2, 0, 30.0], [0, 0, 2.5, -20.0
 LESION_HU, ORGAN_HU, BACKGROUND_HU = 200.0, 60.0, -100.0
 
 
-class IntensityClasses(nn.Module):
-    """Stub network: each voxel's class is the nearest of fixed scaled intensities (voxel-wise,
-    so it is flip-equivariant and its mask is known exactly from the input)."""
-
-    def __init__(self, centres_hu: tuple[float, ...]) -> None:
-        super().__init__()
-        scaled = [(np.clip(hu, -175, 250) + 175) / 425 for hu in centres_hu]
-        self.register_buffer("centres", torch.tensor(scaled).view(1, -1, 1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return -200.0 * (x - self.centres) ** 2
 
 
 def make_spec(class_names=("background", "liver_lesion"), spacing=(1.5, 1.5, 1.5)) -> ModelSpec:

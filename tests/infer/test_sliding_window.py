@@ -69,6 +69,20 @@ def test_equals_monai_gaussian(shape, window, overlap, batch) -> None:
     assert float((ours - expected).abs().max()) <= 1e-5
 
 
+def test_a_volume_smaller_than_the_window_is_padded_with_the_given_value() -> None:
+    """Prediction pads with air (the preprocessing's pad value), as training patches are: the
+    result is MONAI's with that `cval`, and differs from zero padding next to the border."""
+    network = tiny_network()
+    image = torch.randn(1, 1, 21, 9, 33, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected = monai_sliding_window(image, (16, 16, 16), 2, network, overlap=0.25,
+                                        mode="gaussian", sigma_scale=0.125, cval=-5.5)
+    ours = sliding_window_inference(image, network, (16, 16, 16), overlap=0.25, pad_value=-5.5)
+    assert float((ours - expected).abs().max()) <= 1e-5
+    zero = sliding_window_inference(image, network, (16, 16, 16), overlap=0.25)
+    assert float((ours - zero).abs().max()) > 1e-2
+
+
 def test_result_does_not_depend_on_the_window_batch() -> None:
     network = tiny_network()
     image = torch.randn(1, 1, 30, 26, 22, generator=torch.Generator().manual_seed(3))

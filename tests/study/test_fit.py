@@ -519,6 +519,18 @@ def test_headlines_start_with_what_was_measured(tmp_path: Path) -> None:
     assert first.endswith("(measurable).")
 
 
+def test_a_small_measurable_gain_prints_its_nonzero_lower_bound() -> None:
+    from tumorscale.study.headlines import gain_digits, v_ci
+
+    tiny_gain = {"value": 0.023, "ci_low": 0.0013, "ci_high": 0.063}
+    assert v_ci(tiny_gain, gain_digits(tiny_gain)) == "0.023 [0.001, 0.063]"
+    for gain in ({"value": 0.5, "ci_low": 0.2, "ci_high": 0.7},
+                 {"value": 0.02, "ci_low": 0.0, "ci_high": 0.06},
+                 {"value": 0.02, "ci_low": None, "ci_high": None}):
+        assert gain_digits(gain) == 2
+    assert gain_digits({"ci_low": 1e-9}) == 4
+
+
 def test_a_plateau_the_data_do_not_bound_is_no_finding(tmp_path: Path) -> None:
     """The demo's situation: 3 sizes, 8 tumor cases, one seed; the gain is clear, but in some
     resamples the curve is still rising (the plateau's interval reaches the fit's bound)."""

@@ -172,3 +172,19 @@ def test_ct_normalisation_is_measured_on_training_tumors_and_recorded(training_c
     assert low > -175.0 and high - low < 0.75 * 425.0  # tumor HU: narrower than [-175, 250]
     assert spec.preprocessing.intensity_range[0] < 0 < spec.preprocessing.intensity_range[1]
     assert np.isfinite(result.losses).all()
+
+
+def test_a_run_with_another_window_and_range_shares_the_cache(training_cohort, tmp_path):
+    """The cache holds HU: a run that differs only in the HU window and intensity range trains
+    on it (no second preprocessing) and its model file records what it read through."""
+    _, cache_root = training_cohort
+    stored = (cache_root / "settings.json").read_text(encoding="utf-8")
+    config = _config(cache_root, tmp_path / "run", "epochs=1", "iterations_per_epoch=4",
+                     "data.preprocessing.hu_window=[-100,200]",
+                     "data.preprocessing.intensity_range=[-5.5,3.0]")
+    result = train(config)
+    _, spec = load_model(result.model)
+    assert spec.preprocessing.hu_window == (-100.0, 200.0)
+    assert spec.preprocessing.intensity_range == (-5.5, 3.0)
+    assert (cache_root / "settings.json").read_text(encoding="utf-8") == stored
+    assert np.isfinite(result.losses).all()

@@ -10,8 +10,9 @@
 Arrays are chunked and compressed (blosc2 `.b2nd`) and opened memory-mapped, so a patch read
 decompresses only the blocks it touches. Intensities stay in HU (integer HU after resampling:
 rounding costs at most 0.5 HU, far below CT noise) so tumors can be synthesized on cached cases;
-the window and [0, 1] scaling of the settings are applied when patches are read, by
-`tumorscale.preprocessing.scale_intensity`, the function prediction uses too.
+the HU window and intensity range are applied when patches are read, by
+`tumorscale.preprocessing.scale_intensity`, the function prediction uses too, so one cache
+serves any window and range.
 """
 
 from __future__ import annotations
@@ -185,12 +186,14 @@ def _stored_settings(root: Path, record: dict) -> PreprocessSettings:
 def _check_same(root: Path, stored: PreprocessSettings, wanted: PreprocessSettings) -> None:
     keys = stored.differing_keys(wanted)
     if keys:
-        mine, theirs = stored.compared_values(), wanted.compared_values()
+        mine, theirs = stored.stored_values(), wanted.stored_values()
         raise CacheSettingsError(root, {key: (mine[key], theirs[key]) for key in keys})
 
 
 def init_cache(root: str | Path, settings: PreprocessSettings) -> Path:
-    """Create a cache folder with `settings` or check that an existing one has the same settings.
+    """Create a cache folder with `settings` or check that an existing one stores cases the same
+    way (spacing and storage; the HU window and intensity range may differ, as they are applied
+    when patches are read).
 
     Raises `CacheSettingsError` naming the cache and the differing keys.
     """
@@ -229,15 +232,18 @@ class PreprocessedCache:
     @classmethod
     def open(cls, root: str | Path, expected: PreprocessSettings | None = None,
              max_open: int = 64) -> PreprocessedCache:
-        """Open the cache at `root`; with `expected`, its settings must equal them."""
+        """Open the cache at `root`; with `expected`, its spacing and storage settings must equal
+        them, and patches are read through `expected`'s HU window and intensity range."""
         root = Path(root)
         record = _read_settings_file(root)
         if record is None:
             raise CacheError(root, f"not a preprocessed cache (no {SETTINGS_NAME})")
         settings = _stored_settings(root, record)
-        if expected is not None:
-            _check_same(root, settings, expected)
-        return cls(root, settings, max_open)
+        cache = cls(root, settings, max_open)
+        if expected is None:
+            return cache
+        _check_same(root, settings, expected)
+        return cache.with_preprocessing(expected.preprocessing)
 
     def with_preprocessing(self, record: Preprocessing) -> PreprocessedCache:
         """The same cases read through another HU window and intensity range (the cache holds

@@ -9,7 +9,7 @@ and the intensity range is where its ends land after z-scoring. Training reads p
 through it and the model file records it, so prediction applies the same numbers.
 
 On the bench_learning phantom task it lifts `tiny`'s held-out DSC at 1,200 iterations from
-0.54 / 0.58 (the [-175, 250] -> [0, 1] window; two seeds) to 0.77 / 0.84. It is opt-in: in the
+0.61 / 0.80 (the [-175, 250] -> [0, 1] window; two seeds) to 0.79 / 0.83. It is opt-in: in the
 demo's scaling study each run's window came from its own subset, and out-of-distribution DSC
 fell (`benchmarks/RESULTS.md`).
 """

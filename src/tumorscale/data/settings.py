@@ -1,9 +1,10 @@
 """What a preprocessed cache is made with: the preprocessing record and the storage layout.
 
-The settings are written once to `CACHE/settings.json`; a cache never mixes cases made with
-different settings (`tumorscale.data.cache.CacheSettingsError`). The file keeps its flat keys
-(`spacing_mm`, `hu_clip`, `scale_to_unit`, ...), so caches made before the preprocessing record
-existed open unchanged.
+The settings are written once to `CACHE/settings.json`; a cache never mixes cases stored with
+different spacing or storage settings (`tumorscale.data.cache.CacheSettingsError`). The HU
+window and intensity range are applied when patches are read, so one cache serves any of them.
+The file keeps its flat keys (`spacing_mm`, `hu_clip`, `scale_to_unit`, ...), so caches made
+before the preprocessing record existed open unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ FORMAT_VERSION = 1
 CODECS: tuple[str, ...] = ("ZSTD", "LZ4", "LZ4HC", "BLOSCLZ", "ZLIB")
 # settings.json keys of the preprocessing record (the window was called hu_clip there).
 _RECORD_KEYS = ("spacing_mm", "hu_clip", "scale_to_unit", "intensity_range")
+# Keys applied when patches are read, not when cases are stored (the cache holds unclipped HU).
+_READ_KEYS = ("hu_clip", "scale_to_unit", "intensity_range")
 
 
 @dataclass(frozen=True, init=False)
@@ -119,19 +122,17 @@ class PreprocessSettings:
             raise ValueError(f"unknown preprocessing settings: {', '.join(unknown)}")
         values = {key: tuple(value) if isinstance(value, list) else value
                   for key, value in data.items()}
+        if values.get("scale_to_unit") and "intensity_range" not in values:
+            values["intensity_range"] = UNIT_RANGE  # to_dict leaves [0, 1] out
         return cls(**values)  # type: ignore[arg-type]
 
-    def compared_values(self) -> dict[str, object]:
-        """`to_dict` with every key present: the intensity range even when it is [0, 1] or None
-        (`to_dict` leaves it out then, so a cache and a request would not compare it)."""
-        values = self.to_dict()
-        record = self.preprocessing
-        values["intensity_range"] = None if record.intensity_range is None else list(
-            record.intensity_range
-        )
-        return values
+    def stored_values(self) -> dict[str, object]:
+        """`to_dict` without the keys applied when patches are read (HU window, intensity
+        range): the values that decide what the cache stores."""
+        return {key: value for key, value in self.to_dict().items() if key not in _READ_KEYS}
 
     def differing_keys(self, other: PreprocessSettings) -> list[str]:
-        """Names of the settings whose values differ between `self` and `other`."""
-        mine, theirs = self.compared_values(), other.compared_values()
+        """Names of the stored settings whose values differ between `self` and `other` (two
+        settings with none can share a cache)."""
+        mine, theirs = self.stored_values(), other.stored_values()
         return [key for key in mine if mine[key] != theirs[key]]

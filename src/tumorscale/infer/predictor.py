@@ -212,6 +212,7 @@ class Predictor:
             bf16=self.bf16,
             memory_format=memory_format,
             region=region,
+            pad_value=self.spec.preprocessing.pad_value,
         )
 
     def _logits(self, image: torch.Tensor, state: _RunState,

@@ -130,6 +130,7 @@ def sliding_window_inference(
     progress: Callable[[int, int], None] | None = None,
     memory_format: torch.memory_format = torch.contiguous_format,
     region: Sequence[slice] | None = None,
+    pad_value: float = 0.0,
 ) -> torch.Tensor:
     """Gaussian-blended sliding-window logits of `network` over a whole volume.
 
@@ -145,6 +146,8 @@ def sliding_window_inference(
     region: (sx, sy, sz) slices; only the windows of the whole-volume grid that overlap it run.
       Every voxel all of whose windows ran gets exactly its whole-volume logits (that includes
       the region); elsewhere class 0 (background) is certain.
+    pad_value: the input value a volume smaller than a window is padded with (MONAI's `cval`);
+      pass the preprocessing's `pad_value`, air, as training patches are padded.
     Returns float32 logits (1, C_out, X, Y, Z) on the input's device.
     """
     if inputs.ndim != 5 or inputs.shape[0] != 1:
@@ -157,7 +160,7 @@ def sliding_window_inference(
     original = tuple(int(s) for s in inputs.shape[2:])
     pad = _padding(original, window)
     if any(pad):  # only volumes smaller than a window are copied (MONAI pads them the same way)
-        inputs = F.pad(inputs, pad, mode="constant", value=0.0)
+        inputs = F.pad(inputs, pad, mode="constant", value=pad_value)
         region = None  # a single window covers the volume
     with torch.inference_mode():
         output = _stitch(

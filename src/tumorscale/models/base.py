@@ -5,8 +5,9 @@
   highest resolution first; the list has one entry when the net has no deep supervision.
 - `deep_supervision`: whether training mode returns more than one resolution.
 - `size_divisor`: per-axis multiple the core network needs, and `min_size` the smallest input
-  it can normalise; other sizes are zero-padded at the high end (0 is air after the
-  [-175, 250] HU -> [0, 1] scaling) and the outputs cropped back.
+  it can normalise; other sizes are zero-padded at the high end (as nnU-Net and MONAI pad;
+  the network does not know the preprocessing) and the outputs cropped back. Inputs padded by
+  prediction or training reach it already padded with air and seldom need this.
 - `describe(input_size)`: sizes and parameter count for memory planning.
 """
 

@@ -125,8 +125,17 @@ def _measured_headline(fit: Record) -> str | None:
     return (
         f"{_where(fit)}{fit['condition']}: "
         f"{short_label(fit['metric'])} {v_ci(first)} at {first['n_real']:,} and {v_ci(last)} "
-        f"at {last['n_real']:,} real scans; gain {v_ci(gain)} ({verdict})."
+        f"at {last['n_real']:,} real scans; gain {v_ci(gain, gain_digits(gain))} ({verdict})."
     )
+
+
+def gain_digits(gain: Record, digits: int = 2) -> int:
+    """Decimals that keep a gain's nonzero lower bound from printing as 0 (so a measurable
+    gain never reads '[0.00, ...]'), up to 4."""
+    low = gain.get("ci_low")
+    while low and round(low, digits) == 0 and digits < 4:
+        digits += 1
+    return digits
 
 
 def _label_free_headline(fit: Record) -> str:

@@ -31,6 +31,7 @@ def _predict(
         predictor=network,
         overlap=overlap,
         mode="gaussian",
+        cval=spec.preprocessing.pad_value,  # air, as training patches are padded
     )
     return logits.argmax(1)[0].cpu().numpy()
 
