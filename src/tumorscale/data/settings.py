@@ -122,8 +122,6 @@ class PreprocessSettings:
             raise ValueError(f"unknown preprocessing settings: {', '.join(unknown)}")
         values = {key: tuple(value) if isinstance(value, list) else value
                   for key, value in data.items()}
-        if values.get("scale_to_unit") and "intensity_range" not in values:
-            values["intensity_range"] = UNIT_RANGE  # to_dict leaves [0, 1] out
         return cls(**values)  # type: ignore[arg-type]
 
     def stored_values(self) -> dict[str, object]:
