@@ -29,6 +29,9 @@ Runs:
   map, (HU - 100) / 50 (`data.preprocessing.intensity_range=[-5.5, 3.0]`; the same cache, which
   applies the range when it reads), instead of [0, 1] (not part of the default runs): how much
   the input scale matters to each.
+- `tiny-water`: `tiny` with the window mapped to HU / 100 (`intensity_range=[-1.75,2.5]`: zero at
+  water, the fat / soft-tissue boundary; not part of the default runs): where the input's zero
+  sits decides where `tiny`'s normless stem thresholds start (see `benchmarks/RESULTS.md`).
 
 It prints held-out DSC against training wall time (validation excluded) at each checkpoint, then
 for each other run the time it took to reach the plain loop's final DSC as a ratio of the plain
@@ -71,6 +74,19 @@ LESION = "liver_lesion"
 UNET_WIDTH = {"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}
 # The plain loop's (HU - 100) / 50 as the window's intensity range: -175 -> -5.5, 250 -> 3.0.
 PLAIN_RANGE = "data.preprocessing.intensity_range=[-5.5,3.0]"
+# The same window as HU / 100: -175 -> -1.75, 250 -> 2.5 (input 0 at water, HU 0).
+WATER_RANGE = "data.preprocessing.intensity_range=[-1.75,2.5]"
+# The `tumorscale train` runs at 48³ besides `tiny` itself: network, overrides, config changes.
+VARIANTS: dict[str, tuple[str, dict, tuple[str, ...]]] = {
+    "unet": ("UNet", UNET_WIDTH, ()),
+    "tiny-bf16": ("tiny", {}, ("cpu_bf16=true",)),
+    "tiny-aug": ("tiny", {}, ("augment=true",)),
+    "tiny-ctnorm": ("tiny", {}, ("data.normalisation=ct",)),
+    "tiny-ctnorm-aug": ("tiny", {}, ("data.normalisation=ct", "augment=true")),
+    "tiny-range": ("tiny", {}, (PLAIN_RANGE,)),
+    "unet-range": ("UNet", UNET_WIDTH, (PLAIN_RANGE,)),
+    "tiny-water": ("tiny", {}, (WATER_RANGE,)),
+}
 
 
 @dataclass
@@ -302,30 +318,11 @@ def main() -> None:
             elif name == "plain-ctnorm":
                 curves[name] = plain_loop(task, args.iterations, checkpoints, args.seed, name,
                                           ct_intensity(task, args.seed))
-            elif name == "unet":
-                curves[name] = tumorscale_run(task, workdir, name, "UNet", UNET_WIDTH,
-                                              args.iterations, args.checkpoints, PATCH, args.seed)
-            elif name == "tiny-bf16":
-                curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
-                                              args.checkpoints, PATCH, args.seed,
-                                              extra=("cpu_bf16=true",))
-            elif name == "tiny-aug":
-                curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
-                                              args.checkpoints, PATCH, args.seed,
-                                              extra=("augment=true",))
-            elif name == "tiny-ctnorm":
-                curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
-                                              args.checkpoints, PATCH, args.seed,
-                                              extra=("data.normalisation=ct",))
-            elif name in ("tiny-range", "unet-range"):
-                network, overrides = ("tiny", {}) if name == "tiny-range" else ("UNet", UNET_WIDTH)
+            elif name in VARIANTS:
+                network, overrides, extra = VARIANTS[name]
                 curves[name] = tumorscale_run(task, workdir, name, network, overrides,
                                               args.iterations, args.checkpoints, PATCH, args.seed,
-                                              extra=(PLAIN_RANGE,))
-            elif name == "tiny-ctnorm-aug":
-                curves[name] = tumorscale_run(task, workdir, name, "tiny", {}, args.iterations,
-                                              args.checkpoints, PATCH, args.seed,
-                                              extra=("data.normalisation=ct", "augment=true"))
+                                              extra=extra)
             elif name == "S":
                 # S has 6 stages (size divisor 32, smallest input 64³): a 64³ patch, not 48³.
                 curves[name] = tumorscale_run(task, workdir, name, "S", {}, args.s_iterations,
