@@ -37,8 +37,6 @@ RAS_AFFINE = np.array([[1.0, 0, 0, -5.0], [0, 1.5, 0, 2.0], [0, 0, 2.0, 7.0], [0
 SHAPE = (24, 16, 10)
 
 
-
-
 def stub_predictor(**options) -> Predictor:
     spec = ModelSpec(
         network="tiny",

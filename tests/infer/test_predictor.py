@@ -19,8 +19,6 @@ LPS_AFFINE = np.array([[-0.8, 0, 0, 40.0], [0, -1.2, 0, 30.0], [0, 0, 2.5, -20.0
 LESION_HU, ORGAN_HU, BACKGROUND_HU = 200.0, 60.0, -100.0
 
 
-
-
 def make_spec(class_names=("background", "liver_lesion"), spacing=(1.5, 1.5, 1.5)) -> ModelSpec:
     return ModelSpec(
         network="tiny", class_names=class_names, target_spacing_mm=spacing, patch_size_vox=(8, 8, 8)
@@ -111,7 +109,6 @@ def test_model_organ_class_restricts_lesions(tmp_path: Path) -> None:
     assert given.lesion_masks["liver"][17:22, 17:22, 4:8].all()
     assert int(given.lesion_masks["liver"].sum()) == 100
     assert given.settings["postprocess"]["liver"][-1] == "restrict_to_organ (input organ mask)"
-
 
 
 def test_windows_run_only_around_given_organ_masks(tmp_path: Path) -> None:

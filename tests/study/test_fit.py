@@ -15,6 +15,7 @@ from tumorscale.metrics.summary import ALL_ORGANS, summarize_rows
 from tumorscale.study.claims import sanity as _sanity
 from tumorscale.study.estimates import Estimate
 from tumorscale.study.fit import fit_study, fit_study_folder, write_fit
+from tumorscale.study.headlines import gain_digits, v_ci
 from tumorscale.study.law import (
     fit_log_linear,
     fit_saturating_power_law,
@@ -520,8 +521,6 @@ def test_headlines_start_with_what_was_measured(tmp_path: Path) -> None:
 
 
 def test_a_small_measurable_gain_prints_its_nonzero_lower_bound() -> None:
-    from tumorscale.study.headlines import gain_digits, v_ci
-
     tiny_gain = {"value": 0.023, "ci_low": 0.0013, "ci_high": 0.063}
     assert v_ci(tiny_gain, gain_digits(tiny_gain)) == "0.023 [0.001, 0.063]"
     for gain in ({"value": 0.5, "ci_low": 0.2, "ci_high": 0.7},
