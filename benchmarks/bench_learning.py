@@ -21,17 +21,17 @@ Runs:
   augmentation chain leaves a model that learns the task (not part of the default runs);
 - `tiny-ctnorm`: `tiny` with `data.normalisation=ct`, nnU-Net's CT normalisation (HU clipped to
   the 0.5 and 99.5 percentiles of the training cases' tumor voxels, then z-scored with their
-  mean and SD) instead of the [-175, 250] -> [0, 1] window;
+  mean and SD) instead of the [-175, 250] window as HU / 100;
 - `plain-ctnorm`: the plain loop with that same CT normalisation instead of its fixed window (not
   part of the default runs): does the normalisation help a plain MONAI loop as much?
 - `tiny-ctnorm-aug`: `tiny-ctnorm` with the augmentations on (not part of the default runs).
 - `tiny-range`, `unet-range`: `tiny` and `unet` reading the same window through the plain loop's
   map, (HU - 100) / 50 (`data.preprocessing.intensity_range=[-5.5, 3.0]`; the same cache, which
-  applies the range when it reads), instead of [0, 1] (not part of the default runs): how much
+  applies the range when it reads), instead of HU / 100 (not part of the default runs): how much
   the input scale matters to each.
-- `tiny-water`: `tiny` with the window mapped to HU / 100 (`intensity_range=[-1.75,2.5]`: zero at
-  water, the fat / soft-tissue boundary; not part of the default runs): where the input's zero
-  sits decides where `tiny`'s normless stem thresholds start (see `benchmarks/RESULTS.md`).
+- `tiny-unit`: `tiny` with the window mapped to the paper's [0, 1] (`intensity_range=[0,1]`, the
+  default before the tenth session; not part of the default runs): input 0 at HU -175 instead of
+  water, where `tiny`'s normless stem starts its thresholds (see `benchmarks/RESULTS.md`).
 
 It prints held-out DSC against training wall time (validation excluded) at each checkpoint, then
 for each other run the time it took to reach the plain loop's final DSC as a ratio of the plain
@@ -74,8 +74,8 @@ LESION = "liver_lesion"
 UNET_WIDTH = {"channels": [8, 16, 32, 64], "strides": [2, 2, 2], "num_res_units": 1}
 # The plain loop's (HU - 100) / 50 as the window's intensity range: -175 -> -5.5, 250 -> 3.0.
 PLAIN_RANGE = "data.preprocessing.intensity_range=[-5.5,3.0]"
-# The same window as HU / 100: -175 -> -1.75, 250 -> 2.5 (input 0 at water, HU 0).
-WATER_RANGE = "data.preprocessing.intensity_range=[-1.75,2.5]"
+# The paper's map of the window, -175 -> 0 and 250 -> 1 (the default is HU / 100).
+UNIT_RANGE = "data.preprocessing.intensity_range=[0,1]"
 # The `tumorscale train` runs at 48³ besides `tiny` itself: network, overrides, config changes.
 VARIANTS: dict[str, tuple[str, dict, tuple[str, ...]]] = {
     "unet": ("UNet", UNET_WIDTH, ()),
@@ -85,7 +85,7 @@ VARIANTS: dict[str, tuple[str, dict, tuple[str, ...]]] = {
     "tiny-ctnorm-aug": ("tiny", {}, ("data.normalisation=ct", "augment=true")),
     "tiny-range": ("tiny", {}, (PLAIN_RANGE,)),
     "unet-range": ("UNet", UNET_WIDTH, (PLAIN_RANGE,)),
-    "tiny-water": ("tiny", {}, (WATER_RANGE,)),
+    "tiny-unit": ("tiny", {}, (UNIT_RANGE,)),
 }
 
 

@@ -24,11 +24,14 @@ from tumorscale.train.loop import model_spec
 RECORD = Preprocessing(spacing_mm=3.0, hu_window=(-100.0, 200.0), intensity_range=(-1.0, 1.0))
 
 
-def test_defaults_are_the_papers() -> None:
+def test_defaults_are_the_papers_window_as_hu_over_100() -> None:
     record = Preprocessing()
     assert record.spacing_mm == (1.5, 1.5, 1.5)
     assert record.hu_window == (-175.0, 250.0)
-    assert record.intensity_range == (0.0, 1.0) and record.pad_value == 0.0
+    assert record.intensity_range == (-1.75, 2.5) and record.pad_value == -1.75
+    hu = np.array([-1000.0, -175.0, -100.0, 0.0, 100.0, 250.0, 900.0])
+    np.testing.assert_allclose(scale_intensity(hu, record),
+                               [-1.75, -1.75, -1.0, 0.0, 1.0, 2.5, 2.5], atol=1e-6)
     # Every record that embeds it starts from the same defaults.
     assert PreprocessSettings().preprocessing == record
     assert ModelSpec(network="tiny", class_names=("background", "x")).preprocessing == record
@@ -66,7 +69,9 @@ def test_round_trip_and_older_names() -> None:
                                         intensity_range=(-1, 1))  # fmt: skip
     assert older == RECORD
     assert Preprocessing().with_legacy(scale_to_unit=False).intensity_range is None
-    assert Preprocessing(intensity_range=None).with_legacy(scale_to_unit=True) == Preprocessing()
+    assert Preprocessing(intensity_range=None).with_legacy(scale_to_unit=True) == Preprocessing(
+        intensity_range=(0.0, 1.0)
+    )
 
 
 def test_training_and_prediction_call_the_one_function() -> None:
@@ -94,7 +99,7 @@ def test_arithmetic_is_unchanged() -> None:
         for low, high in ((-175.0, 250.0), (-57.3, 311.9)):
             clipped = np.clip(hu.astype(np.float32), low, high)
             unit = (clipped - np.float32(low)) * np.float32(1.0 / (high - low))
-            record = Preprocessing(hu_window=(low, high))
+            record = Preprocessing(hu_window=(low, high), intensity_range=(0.0, 1.0))
             assert scale_intensity(hu, record).tobytes() == unit.tobytes()
             unscaled = Preprocessing(hu_window=(low, high), intensity_range=None)
             assert scale_intensity(hu, unscaled).tobytes() == clipped.tobytes()

@@ -7,7 +7,13 @@ model file (`models.spec.ModelSpec`) each embed this one record, and `scale_inte
 function that turns HU into network intensities, in training (patches read from the cache) and
 in prediction (`infer.preprocess.prepare_input`) alike.
 
-Defaults are the paper's: 1.5 mm isotropic, HU clipped to [-175, 250] then scaled to [0, 1].
+Defaults: the paper's 1.5 mm isotropic and HU window [-175, 250], mapped to HU / 100
+([-1.75, 2.5]) rather than the paper's [0, 1]. Input 0 then sits at water, so the unnormalised
+pointwise stem of `tiny` (and MONAI's residual UNet) starts its thresholds at the fat /
+soft-tissue boundary and learns about twice as fast. It then reads absolute HU: trained without
+augmentation it does not transfer to another scanner style; with the intensity augmentations
+it did, close to [0, 1] (`benchmarks/RESULTS.md`, tenth session). Networks with a normalised
+stem (`S`, `M`, `L`) are invariant to the map.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from typing import Any, Protocol
 import numpy as np
 
 MAX_SPACING_MM = 50.0
-UNIT_RANGE = (0.0, 1.0)
+UNIT_RANGE = (0.0, 1.0)  # the paper's map, and what records written before the default changed
+# The default window [-175, 250] HU as HU / 100.
+WATER_RANGE = (-1.75, 2.5)
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,7 @@ class Preprocessing:
 
     spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5)
     hu_window: tuple[float, float] = (-175.0, 250.0)
-    intensity_range: tuple[float, float] | None = UNIT_RANGE
+    intensity_range: tuple[float, float] | None = WATER_RANGE
 
     def __post_init__(self) -> None:
         spacing = self.spacing_mm
@@ -60,7 +68,7 @@ class Preprocessing:
 
     @property
     def intensity_span(self) -> float:
-        """How many network intensity units the HU window spans (1 for the [0, 1] window)."""
+        """How many network intensity units the HU window spans (4.25 for the default)."""
         low, high = self.intensity_range or self.hu_window
         return high - low
 

@@ -220,6 +220,42 @@ def test_for_span_scales_the_additive_amounts_only() -> None:
     assert replace(wide, noise_std=settings.noise_std, shift=settings.shift) == settings
     with pytest.raises(ValueError, match="span"):
         settings.for_span(0.0)
-    assert Preprocessing().intensity_span == 1.0
+    assert Preprocessing().intensity_span == pytest.approx(4.25)  # HU / 100
+    assert settings.for_span(2.0, pad_value=-1.75).pad_value == -1.75
     assert Preprocessing(hu_window=(0, 150), intensity_range=(-2, 3)).intensity_span == 5.0
     assert Preprocessing(hu_window=(-100, 200), intensity_range=None).intensity_span == 300.0
+
+
+@pytest.mark.parametrize("pad_value", [0.0, -1.75])
+def test_zooming_out_fills_with_the_air_value(pad_value: float) -> None:
+    """Beyond the patch the image reads air (the window's low end), not 0: with HU / 100, 0 is
+    water."""
+    image = torch.full((24, 24, 24), 0.5)
+    label = torch.ones((24, 24, 24), dtype=torch.int64)
+    out_image, out_label = _resample(image, label, np.eye(3) / 0.5, pad_value)
+    assert float(out_image[0, 0, 0]) == pytest.approx(pad_value)
+    assert float(out_image[12, 12, 12]) == pytest.approx(0.5)
+    assert int(out_label[0, 0, 0]) == 0 and int(out_label[12, 12, 12]) == 1
+    settings = replace(AugmentSettings.none(), zoom_p=1.0, zoom_range=(0.5, 0.5),
+                       pad_value=pad_value)
+    zoomed, _ = augment(build_augmentation(settings), image.numpy(), label.numpy(), 0)
+    assert float(zoomed[0, 0, 0, 0]) == pytest.approx(pad_value)
+
+
+def test_intensity_only_moves_no_voxel() -> None:
+    settings = AugmentSettings.intensity_only()
+    assert settings.enabled
+    assert (settings.rotate_p, settings.zoom_p, settings.flip_p, settings.blur_p,
+            settings.low_resolution_p) == (0.0, 0.0, 0.0, 0.0, 0.0)  # fmt: skip
+    assert (settings.brightness_p, settings.contrast_p, settings.shift_p, settings.gamma_p,
+            settings.noise_p) == (0.5, 0.3, 0.3, AugmentSettings().gamma_p, 0.3)  # fmt: skip
+    assert (settings.brightness, settings.shift) == (AugmentSettings().brightness,
+                                                     AugmentSettings().shift)  # same ranges
+    image, label = _cube_sample()
+    transform = build_augmentation(settings)
+    changed = 0
+    for seed in range(20):
+        out_image, out_label = augment(transform, image, label, seed)
+        np.testing.assert_array_equal(out_label.numpy(), label)
+        changed += not np.allclose(out_image[0].numpy(), image)
+    assert changed > 5  # the intensity transforms do run

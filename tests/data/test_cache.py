@@ -66,9 +66,15 @@ def test_settings_file_keeps_its_flat_keys() -> None:
                       "codec": "LZ4HC", "clevel": 5, "locations_per_structure": 10000,
                       "locations_min_fraction": 0.01, "seed": 1234, "format_version": 1}
     settings = PreprocessSettings.from_dict(written_before)
-    assert settings == SETTINGS and settings.to_dict() == written_before
-    # scale_to_unit without an intensity_range is the [0, 1] those versions wrote
+    # scale_to_unit without an intensity_range is the [0, 1] those versions wrote, not today's
+    # default (HU / 100); it is written out from now on
     assert settings.preprocessing == Preprocessing(spacing_mm=3.0, intensity_range=(0, 1))
+    assert settings.to_dict() == {**written_before, "intensity_range": [0.0, 1.0]}
+    assert PreprocessSettings.from_dict(settings.to_dict()) == settings
+    today = PreprocessSettings(spacing_mm=3.0, chunks=(8, 8, 8), blocks=(4, 4, 4))
+    assert today.to_dict()["intensity_range"] == [-1.75, 2.5]
+    assert PreprocessSettings.from_dict(today.to_dict()) == today
+    assert settings.stored_values() == today.stored_values()  # one cache serves both
     unscaled = PreprocessSettings.from_dict({**written_before, "scale_to_unit": False})
     assert unscaled.preprocessing.intensity_range is None and unscaled.pad_value == -175.0
     assert unscaled.to_dict()["scale_to_unit"] is False
@@ -147,14 +153,18 @@ def test_patch_equals_padded_slice_of_the_full_case(
     assert image.dtype == np.float32 and patch_bits.dtype == BITS_DTYPE
     assert image.shape == patch_bits.shape == size
     scaled = scale_intensity(hu, cache.settings)
-    np.testing.assert_array_equal(image, _padded_patch(scaled, start, size, 0.0))
+    air = cache.settings.pad_value  # the window's low end (-1.75 for HU / 100)
+    np.testing.assert_array_equal(image, _padded_patch(scaled, start, size, air))
     np.testing.assert_array_equal(patch_bits, _padded_patch(bits, start, size, 0))
 
 
 def test_scale_intensity_window() -> None:
     settings = PreprocessSettings()
     hu = np.array([-1000, -175, 37.5, 250, 3000], dtype=np.float32)
-    np.testing.assert_allclose(scale_intensity(hu, settings), [0, 0, 0.5, 1, 1], atol=1e-6)
+    np.testing.assert_allclose(scale_intensity(hu, settings), [-1.75, -1.75, 0.375, 2.5, 2.5],
+                               atol=1e-6)  # HU / 100 inside the window
+    unit = PreprocessSettings(intensity_range=(0, 1))
+    np.testing.assert_allclose(scale_intensity(hu, unit), [0, 0, 0.5, 1, 1], atol=1e-6)
     clipped = PreprocessSettings(scale_to_unit=False)
     np.testing.assert_array_equal(scale_intensity(hu, clipped), [-175, -175, 37.5, 250, 250])
     assert clipped.pad_value == -175.0

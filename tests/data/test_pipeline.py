@@ -98,8 +98,8 @@ def test_config_validation(phantom_cache: PhantomCache) -> None:
 
 
 def test_patches_are_read_through_the_given_window(phantom_cache: PhantomCache) -> None:
-    """Real and synthesized patches alike: with the default window a patch is (HU + 175) / 425
-    clipped to [0, 1]; through [0, 150] HU -> [-2, 3] it must be that HU's image there."""
+    """Real and synthesized patches alike: with the default window a patch is HU / 100 clipped
+    to [-1.75, 2.5]; through [0, 150] HU -> [-2, 3] it must be that HU's image there."""
     from tumorscale.preprocessing import Preprocessing
 
     default = _config(phantom_cache, augment=AugmentSettings.none())
@@ -110,7 +110,7 @@ def test_patches_are_read_through_the_given_window(phantom_cache: PhantomCache) 
     for index in range(8):
         plain, other = PatchStream(default).sample(index), PatchStream(windowed).sample(index)
         assert torch.equal(plain["label"], other["label"])
-        hu = plain["image"].double() * 425.0 - 175.0
+        hu = plain["image"].double() * 100.0
         expected = -2.0 + 5.0 * ((hu - 0.0) / 150.0).clamp(0.0, 1.0)
         assert torch.allclose(other["image"].double(), expected, atol=1e-4)
         kinds.add(plain["synthetic"])
@@ -118,8 +118,9 @@ def test_patches_are_read_through_the_given_window(phantom_cache: PhantomCache) 
 
 
 def test_additive_augmentation_scales_with_the_window_span(phantom_cache: PhantomCache) -> None:
-    """The intensity shift is drawn for the [0, 1] window; through a window spanning 5 units the
-    same sample must be shifted by 5x the amount."""
+    """The intensity shift is drawn for a window scaled to [0, 1]: through the default (HU / 100,
+    4.25 units) and through a window spanning 5 units the same sample is shifted by 4.25x and 5x
+    the amount."""
     from tumorscale.preprocessing import Preprocessing
 
     spacing = phantom_cache.cache.settings.preprocessing.spacing_mm
@@ -139,5 +140,5 @@ def test_additive_augmentation_scales_with_the_window_span(phantom_cache: Phanto
             offsets = moved - still
             assert torch.allclose(offsets, offsets.flatten()[0], atol=1e-5)  # one constant
             shifts[window] = float(offsets.flatten()[0])
-        assert abs(shifts[None]) <= 0.1
-        assert shifts[record] == pytest.approx(5.0 * shifts[None], abs=1e-5)
+        assert abs(shifts[None]) <= 0.1 * 4.25
+        assert shifts[record] == pytest.approx(5.0 / 4.25 * shifts[None], abs=1e-5)

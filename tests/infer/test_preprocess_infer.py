@@ -17,7 +17,7 @@ from tumorscale.models import ModelSpec
 LPS_AFFINE = np.array([[-0.8, 0, 0, 40.0], [0, -1.2, 0, 30.0], [0, 0, 2.5, -20.0], [0, 0, 0, 1]])
 
 
-def spec(spacing=(1.5, 1.5, 1.5), intensity_range=(0.0, 1.0)) -> ModelSpec:
+def spec(spacing=(1.5, 1.5, 1.5), intensity_range=(-1.75, 2.5)) -> ModelSpec:
     return ModelSpec(
         network="tiny",
         class_names=("background", "liver_lesion"),

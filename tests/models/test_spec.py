@@ -36,12 +36,12 @@ def test_class_names_put_tumors_before_organs() -> None:
         class_names_for(["lung"])
 
 
-def test_spec_defaults_are_the_paper_recipe() -> None:
+def test_spec_defaults_are_the_paper_recipe_with_hu_over_100() -> None:
     spec = _spec()
     assert spec.preprocessing == Preprocessing()
     assert spec.preprocessing.spacing_mm == (1.5, 1.5, 1.5)
     assert spec.preprocessing.hu_window == (-175.0, 250.0)
-    assert spec.preprocessing.intensity_range == (0.0, 1.0)
+    assert spec.preprocessing.intensity_range == (-1.75, 2.5)
     assert spec.patch_size_vox == (96, 96, 96)
     assert spec.out_channels == 3
     assert ModelSpec.from_dict(spec.to_dict()) == spec
@@ -136,7 +136,8 @@ def test_spec_records_the_preprocessing_as_one_nested_record(tmp_path: Path) -> 
 
 
 def test_model_files_written_before_the_preprocessing_record_still_load(tmp_path: Path) -> None:
-    spec = _spec(network="S", preprocessing=Preprocessing(spacing_mm=3.0, hu_window=(-100, 200)))
+    spec = _spec(network="S", preprocessing=Preprocessing(spacing_mm=3.0, hu_window=(-100, 200),
+                                                          intensity_range=(0.0, 1.0)))
     path = save_model(tmp_path / "old.pt", spec.build(), spec)
     payload = torch.load(path, weights_only=True)
     old_spec = {key: value for key, value in payload["spec"].items() if key != "preprocessing"}
@@ -147,6 +148,10 @@ def test_model_files_written_before_the_preprocessing_record_still_load(tmp_path
     assert loaded == spec and loaded.preprocessing.hu_window == (-100.0, 200.0)
     for key, value in spec.build().state_dict().items():
         assert value.shape == network.state_dict()[key].shape
+    # Without an intensity_range it is the [0, 1] that was the default then (HU / 100 today).
+    del old_spec["intensity_range"]
+    torch.save({**payload, "format_version": 1, "spec": old_spec}, path)
+    assert load_model(path)[1] == spec
     torch.save({**payload, "format_version": 99}, path)
     with pytest.raises(ModelFileError, match="format version 99 is not supported"):
         load_model(path)

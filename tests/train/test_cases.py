@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from tumorscale.data import PreprocessedCache, PreprocessSettings
+from tumorscale.data.augment import AugmentSettings
 from tumorscale.errors import DatasetError
 from tumorscale.train import load_config
 from tumorscale.train.cases import case_roles, host_organs
@@ -103,3 +104,22 @@ def test_host_organs_reach_the_patch_stream() -> None:
 def test_example_config_keeps_the_default() -> None:
     example = Path(__file__).parents[2] / "examples" / "train.yaml"
     assert load_config(example).data.allow_unknown_hosts is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ((), AugmentSettings()),
+        (("augment_spatial=false",), AugmentSettings.intensity_only()),
+        (("augment=false",), AugmentSettings.none()),
+        (("augment=false", "augment_spatial=false"), AugmentSettings.none()),
+    ],
+)
+def test_augment_settings_reach_the_patch_stream(
+    overrides: tuple[str, ...], expected: AugmentSettings
+) -> None:
+    config = _config(*overrides)
+    roles = case_roles(COHORT, config)
+    spec = SimpleNamespace(class_names=("background", "pancreas_lesion", "liver_lesion"))
+    stream = pipeline_config(config, COHORT, roles, spec, SimpleNamespace(rank=0, world_size=1), 0)
+    assert stream.augment == expected

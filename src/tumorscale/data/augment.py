@@ -4,7 +4,8 @@ Order and probabilities follow nnU-Net v2 (`nnUNetTrainer.get_training_transform
 p 0.2 (±30° about each axis), scaling p 0.2 (0.7-1.4), Gaussian noise p 0.1, blur p 0.2,
 brightness p 0.15, contrast p 0.15, low-resolution simulation p 0.25, inverted gamma p 0.1,
 gamma p 0.3, mirroring on every axis p 0.5; plus DiffTumor's intensity shift (±0.1, p 0.15).
-Image and label get the same spatial transforms (trilinear / nearest). The additive amounts
+Image and label get the same spatial transforms (trilinear / nearest); where they reach
+outside the patch the image reads the window's air value (`pad_value`). The additive amounts
 (noise SD, shift) are fractions of the window's intensity span, so they are as stated for images
 scaled to [0, 1] and about 5x larger for nnU-Net's z-scored CT normalisation (span about 5: a
 noise SD up to 0.25, near nnU-Net's 0.32; `AugmentSettings.for_span`). Each transform follows
@@ -66,6 +67,20 @@ class AugmentSettings:
     gamma_p: float = 0.3
     gamma_range: tuple[float, float] = (0.7, 1.5)
     flip_p: float = 0.5  # per axis
+    pad_value: float = 0.0  # the image value of air, where rotation or zoom reaches outside
+
+    @classmethod
+    def intensity_only(cls) -> AugmentSettings:
+        """Brightness, contrast, shift, gamma and noise, drawn more often than nnU-Net draws them
+        (p 0.5, 0.3, 0.3, 0.3 as nnU-Net, 0.3); no rotation, zoom, flip, blur or low resolution.
+
+        For short CPU runs such as the demo's, where the geometric transforms cost more
+        iterations than they repay. With them off, these alone must keep a network that reads
+        absolute HU (HU / 100 into `tiny`'s normless stem) from tying itself to one scanner's
+        contrast; at nnU-Net's probabilities they did so less well (`benchmarks/RESULTS.md`)."""
+        geometric = ("rotate_p", "zoom_p", "flip_p", "blur_p", "low_resolution_p")
+        return replace(cls(), **{name: 0.0 for name in geometric}, brightness_p=0.5,
+                       contrast_p=0.3, shift_p=0.3, noise_p=0.3)
 
     @classmethod
     def none(cls) -> AugmentSettings:
@@ -73,12 +88,14 @@ class AugmentSettings:
         probabilities = {name: 0.0 for name in cls.__dataclass_fields__ if name.endswith("_p")}
         return replace(cls(), **probabilities)
 
-    def for_span(self, span: float) -> AugmentSettings:
-        """These settings for images whose HU window spans `span` intensity units: the additive
-        amounts scale with it (multiplicative and range-relative ones need no change)."""
+    def for_span(self, span: float, pad_value: float = 0.0) -> AugmentSettings:
+        """These settings for images whose HU window spans `span` intensity units and whose air
+        reads `pad_value`: the additive amounts scale with the span (multiplicative and
+        range-relative ones need no change)."""
         if not span > 0:
             raise ValueError(f"the intensity span must be positive; got {span}")
-        return replace(self, noise_std=self.noise_std * span, shift=self.shift * span)
+        return replace(self, noise_std=self.noise_std * span, shift=self.shift * span,
+                       pad_value=float(pad_value))
 
     @property
     def enabled(self) -> bool:
@@ -108,13 +125,14 @@ def _sampling_grid(shape: tuple[int, ...], output_to_input: np.ndarray) -> torch
 
 
 def _resample(
-    image: torch.Tensor, label: torch.Tensor, output_to_input: np.ndarray
+    image: torch.Tensor, label: torch.Tensor, output_to_input: np.ndarray, pad_value: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image (trilinear) and label (nearest, any dtype, kept) through one grid; zeros outside
-    (MONAI's `padding_mode="zeros"`)."""
+    """Image (trilinear) and label (nearest, any dtype, kept) through one grid; `pad_value` in
+    the image and background in the label outside (MONAI's `padding_mode="zeros"` about it)."""
     grid = _sampling_grid(tuple(image.shape), output_to_input)
-    out_image = F.grid_sample(image[None, None], grid, mode="bilinear", padding_mode="zeros",
-                              align_corners=True)[0, 0]
+    shifted = (image - pad_value)[None, None]  # grid_sample pads with 0: make 0 the pad value
+    out_image = F.grid_sample(shifted, grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=True)[0, 0] + pad_value
     out_label = torch.zeros_like(label)
     box = _label_output_box(label, output_to_input)
     if box is not None:  # only where the label can land: a tumor is a small part of a patch
@@ -158,7 +176,7 @@ def spatial(
         return image, label
     rotation = np.eye(3) if angles is None else rotation_matrix(angles)
     # Output voxel p shows input voxel c + R^T (p - c) / factor: rotated, then magnified.
-    return _resample(image, label, rotation.T / factor)
+    return _resample(image, label, rotation.T / factor, settings.pad_value)
 
 
 def flip(

@@ -134,9 +134,11 @@ class PatchMaker:
         self.pools = config.pools()
         self.sampler = PatchSampler(self.cache, tumor_classes(config.class_names),
                                     config.patch_size, config.foreground_fraction)
-        # additive amounts are set for the [0, 1] window: rescaled to the window read through
-        span = self.cache.settings.preprocessing.intensity_span
-        self.transform = build_augmentation(config.augment.for_span(span))
+        # additive amounts are set for a window scaled to [0, 1]: rescaled to the one read through
+        record = self.cache.settings.preprocessing
+        self.transform = build_augmentation(
+            config.augment.for_span(record.intensity_span, record.pad_value)
+        )
         self.synth_skips = 0  # on-the-fly samples whose tumor the synthesizer could not place
         self.synth_count = 0
 

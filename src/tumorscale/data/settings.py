@@ -106,7 +106,7 @@ class PreprocessSettings:
             "hu_clip": list(record.hu_window),
             "scale_to_unit": record.intensity_range is not None,
         }
-        if record.intensity_range not in (None, UNIT_RANGE):
+        if record.intensity_range is not None:
             values["intensity_range"] = list(record.intensity_range)
         for item in fields(self)[1:]:
             value = getattr(self, item.name)
@@ -122,6 +122,8 @@ class PreprocessSettings:
             raise ValueError(f"unknown preprocessing settings: {', '.join(unknown)}")
         values = {key: tuple(value) if isinstance(value, list) else value
                   for key, value in data.items()}
+        if values.get("scale_to_unit") and "intensity_range" not in values:
+            values["intensity_range"] = UNIT_RANGE  # such files left the then-default [0, 1] out
         return cls(**values)  # type: ignore[arg-type]
 
     def stored_values(self) -> dict[str, object]:

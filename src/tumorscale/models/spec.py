@@ -24,7 +24,7 @@ from tumorscale.io.atomic import atomic_path
 from tumorscale.models.factory import build_network, unwrap
 from tumorscale.models.presets import json_ready
 from tumorscale.organs import ORGANS
-from tumorscale.preprocessing import Preprocessing
+from tumorscale.preprocessing import UNIT_RANGE, Preprocessing
 
 FORMAT = "tumorscale-model"
 # 2: the spec's preprocessing is one nested record (`preprocessing`); version 1 files hold flat
@@ -134,6 +134,8 @@ class ModelSpec:
         record = values.get("preprocessing")
         if isinstance(record, Mapping):
             values["preprocessing"] = Preprocessing.from_dict(record)
+        elif "intensity_range" not in values:
+            values["intensity_range"] = UNIT_RANGE  # the default when flat files were written
         return cls(**values)
 
 

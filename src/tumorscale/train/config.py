@@ -32,7 +32,7 @@ class DataConfig:
     with (synthetic) annotations. `preprocessing` is the target spacing, HU window and intensity
     range (`data.preprocessing.spacing_mm`, ...; the older `data.spacing_mm` and
     `data.hu_window` keys are read too). `normalisation`: "window" reads patches through that
-    window and range (the paper's [-175, 250] -> [0, 1] by default); "ct" replaces them with
+    window and range ([-175, 250] HU as HU / 100 by default); "ct" replaces them with
     nnU-Net's CT normalisation measured on the training cases' foreground
     (`tumorscale.data.normalisation`); the model file records the numbers used.
     """
@@ -93,6 +93,8 @@ class TrainConfig:
     iterations_per_epoch: int = 250
     foreground_fraction: float = 1 / 3
     augment: bool = True
+    # False: the intensity transforms only, drawn more often (`AugmentSettings.intensity_only`)
+    augment_spatial: bool = True
     amp: str = "bf16"  # bf16 | fp16 | none; on CUDA
     # bf16 autocast on CPUs with native bfloat16: about 1.1x faster for `tiny`, but opt-in: oneDNN's
     # bf16 convolution backward gave non-finite gradients at 2³ feature maps (preset S).

@@ -15,6 +15,13 @@ from tumorscale.train.config import TrainConfig
 from tumorscale.train.distributed import Distributed
 
 
+def augment_settings(config: TrainConfig) -> AugmentSettings:
+    """nnU-Net's chain, the intensity transforms alone (`augment_spatial=false`), or none."""
+    if not config.augment:
+        return AugmentSettings.none()
+    return AugmentSettings() if config.augment_spatial else AugmentSettings.intensity_only()
+
+
 def pipeline_config(
     config: TrainConfig,
     cache: PreprocessedCache,
@@ -36,7 +43,7 @@ def pipeline_config(
         on_the_fly=synthesis.on_the_fly,
         synth_organs=tuple(config.organs),
         size_mix=tuple(synthesis.size_mix),
-        augment=AugmentSettings() if config.augment else AugmentSettings.none(),
+        augment=augment_settings(config),
         preprocessing=cache.settings.preprocessing,  # the window training reads through
         seed=config.seed,
         rank=distributed.rank,
