@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 MAX_SPACING_MM = 50.0
-UNIT_RANGE = (0.0, 1.0)  # the paper's map, and what records written before the default changed
+UNIT_RANGE = (0.0, 1.0)  # the paper's map; the default of records written before HU / 100
 # The default window [-175, 250] HU as HU / 100.
 WATER_RANGE = (-1.75, 2.5)
 
