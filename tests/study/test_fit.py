@@ -550,3 +550,19 @@ def test_an_exponent_at_its_bound_is_a_step_not_a_curve() -> None:
     gain = {"value": 0.1, "ci_low": 0.02, "ci_high": 0.2}
     assert _sanity(plateau, gain, c=1.0) == []
     assert "exponent c at its bound 3" in _sanity(plateau, gain, c=3.0)[0]
+
+
+def test_a_curve_that_falls_is_called_a_fall(tmp_path: Path) -> None:
+    """A gain whose whole interval lies below 0 is no 'interval includes 0': the headlines say
+    the metric fell, and still claim no plateau, saturation or saving."""
+    rows = study_rows({0.0: (0.4, -0.6, 0.5), 3.0: (0.4, -0.6, 0.5)}, np.random.default_rng(5),
+                      (2, 6, 24), cases=12, noise_sd=0.02)  # fmt: skip
+    study = fit_study(rows, metrics=("dsc",), n_bootstrap=200, seed=0)
+    real = _fit_of(study)
+    assert real.trend["gain"]["ci_high"] < 0 and not real.has_trend
+    assert any("fell" in reason for reason in real.claim_reasons)
+    headlines = _headline_section(study, tmp_path)
+    assert "(a fall: its interval lies below 0)" in headlines
+    assert "lower with more real scans" in headlines and "the interval lies below 0" in headlines
+    assert "includes 0" not in headlines
+    assert study.savings == [] and "fewer" not in headlines and "saturated" not in headlines

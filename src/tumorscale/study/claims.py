@@ -37,6 +37,12 @@ TREND_RULE = (
 )
 
 
+def fell(trend: Mapping[str, object]) -> bool:
+    """Whether the gain's whole interval lies below 0: the metric fell with more real scans."""
+    high = (trend.get("gain") or {}).get("ci_high")  # type: ignore[union-attr]
+    return high is not None and high < 0
+
+
 def trend(curve: Curve) -> dict[str, object]:
     """The gain from the smallest to the largest n, its interval, and whether it excludes 0."""
     if curve.n.size < 2:
@@ -134,7 +140,10 @@ def claim_reasons(
     reasons = [] if fit.converged else ["the power law did not converge"]
     if learning.get("learned") is False:
         reasons.append(learning_text(learning))
-    if not trend.get("measurable"):
+    if fell(trend):
+        reasons.append("the metric fell from the smallest to the largest n (its interval lies "
+                       "below 0)")  # fmt: skip
+    elif not trend.get("measurable"):
         reasons.append(
             "no measurable gain from the smallest to the largest n (its interval includes 0)"
         )

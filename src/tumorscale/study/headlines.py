@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tumorscale.metrics.labels import short_label
-from tumorscale.study.claims import SATURATION_RULE, SATURATION_TOLERANCE, learning_text
+from tumorscale.study.claims import SATURATION_RULE, SATURATION_TOLERANCE, fell, learning_text
 
 EXTRAPOLATION_CAP = 100  # fit.md shows n beyond 100× the largest measured n as "> that"
 NO_COMPARISON = "- no real-only vs synthetic comparison could be fitted"
@@ -120,8 +120,12 @@ def _measured_headline(fit: Record) -> str | None:
     if len(points) < 2 or gain.get("value") is None:
         return None
     first, last = points[0], points[-1]
-    measurable = fit["trend"].get("measurable")
-    verdict = "measurable" if measurable else "not measurable: its interval includes 0"
+    if fit["trend"].get("measurable"):
+        verdict = "measurable"
+    elif fell(fit["trend"]):
+        verdict = "a fall: its interval lies below 0"
+    else:
+        verdict = "not measurable: its interval includes 0"
     return (
         f"{_where(fit)}{fit['condition']}: "
         f"{short_label(fit['metric'])} {v_ci(first)} at {first['n_real']:,} and {v_ci(last)} "
@@ -165,7 +169,8 @@ def _refusal_headline(fit: Record) -> str | None:
 
 
 def _no_trend_headline(fit: Record) -> str:
-    """Plain words for a curve whose gain interval includes 0: nothing is read off it."""
+    """Plain words for a curve whose gain interval includes 0 or lies below it: nothing is read
+    off it."""
     values = [p["value"] for p in fit["points"] if p["value"] is not None]
     span = f"{min(values):.2f}–{max(values):.2f}" if values else "no value"
     gain = fit.get("trend", {}).get("gain", {})
@@ -174,10 +179,13 @@ def _no_trend_headline(fit: Record) -> str:
         if gain.get("ci_low") is not None
         else ""
     )
+    if fell(fit.get("trend", {})):
+        finding, side = "lower with more real scans", "lies below 0"
+    else:
+        finding, side = "no measurable gain from more real scans", "includes 0"
     return (
-        f"{_where(fit)}{fit['condition']}: no measurable gain from "
-        f"more real scans: {short_label(fit['metric'])} {span}{interval}, the interval "
-        "includes 0. No plateau, saturation or saving is claimed."
+        f"{_where(fit)}{fit['condition']}: {finding}: {short_label(fit['metric'])} "
+        f"{span}{interval}, the interval {side}. No plateau, saturation or saving is claimed."
     )
 
 
